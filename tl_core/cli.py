@@ -1,0 +1,244 @@
+"""The ``tl`` command line. Each command is thin: the work lives in the library.
+
+Listing commands (plugins, backbones, heads, policies, recipes) never import torch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tl_core.errors import TLError
+
+app = typer.Typer(
+    name="tl",
+    help="Transfer learning: a pre-trained backbone, a head and a freeze policy, on your small data set.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+SetOpt = Annotated[list[str], typer.Option("--set", help="Override a recipe key: --set train.epochs=5 (repeatable).")]
+
+
+def _emit(rows: list[dict[str, Any]], as_json: bool, title: str, columns: list[str]) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for row in rows:
+        table.add_row(*[_cell(row.get(c)) for c in columns])
+    out.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+@app.command()
+def plugins(as_json: JsonOpt = False) -> None:
+    """List plugins: built-in and installed, loaded or not (with the reason)."""
+    from tl_core.plugins import plugins as all_plugins
+
+    rows = [p.as_dict() for p in all_plugins()]
+    _emit(rows, as_json, "plugins", ["name", "distribution", "version", "status", "reason", "hooks"])
+
+
+@app.command()
+def backbones(as_json: JsonOpt = False) -> None:
+    """List backbones with their weights entries and layer groups."""
+    from tl_core.plugins import registry
+
+    reg = registry("backbone")
+    rows = [
+        {
+            "name": name,
+            "plugin": reg.owner(name),
+            "feature_dim": spec.feature_dim,
+            "tasks": list(spec.tasks),
+            "layer_groups": [g.name for g in spec.layer_groups],
+            "weights": [
+                {"name": w.name, "source": w.source, "location": w.location, "sha256": w.sha256,
+                 "licence": w.licence, "training_data": w.training_data}
+                for w in spec.weights
+            ],
+            "description": spec.description,
+        }
+        for name, spec in reg.items()
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        row["weights"] = [f"{w['name']} ({w['source']})" for w in row["weights"]]
+    _emit(rows, False, "backbones", ["name", "plugin", "feature_dim", "weights", "layer_groups", "description"])
+
+
+@app.command()
+def heads(as_json: JsonOpt = False) -> None:
+    """List task heads and their options."""
+    from tl_core.plugins import registry
+
+    reg = registry("head")
+    rows = [
+        {"name": n, "plugin": reg.owner(n), "tasks": list(h.tasks),
+         "options": list(h.options.model_fields) if h.options else [], "description": h.description}
+        for n, h in reg.items()
+    ]
+    _emit(rows, as_json, "heads", ["name", "plugin", "tasks", "options", "description"])
+
+
+@app.command()
+def policies(as_json: JsonOpt = False) -> None:
+    """List freeze policies, what each does with BatchNorm, and their options."""
+    from tl_core.plugins import registry
+
+    reg = registry("policy")
+    rows = [
+        {"name": n, "plugin": reg.owner(n), "description": p.description, "batchnorm": p.batchnorm,
+         "options": {k: f.default for k, f in p.Options.model_fields.items()} if p.Options else {}}
+        for n, p in reg.items()
+    ]
+    if not as_json:
+        for r in rows:
+            r["options"] = [f"{k}={v}" for k, v in r["options"].items()]
+    _emit(rows, as_json, "freeze policies", ["name", "description", "batchnorm", "options"])
+
+
+@app.command()
+def recipes(as_json: JsonOpt = False) -> None:
+    """List the recipes that plugins ship, as domain/name."""
+    from tl_core.plugins import registry
+
+    reg = registry("recipe")
+    rows = [{"name": n, "plugin": reg.owner(n), "path": str(r.path), "description": r.description}
+            for n, r in reg.items()]
+    _emit(rows, as_json, "recipes", ["name", "plugin", "description"])
+
+
+@app.command()
+def inspect(
+    recipe: Annotated[str, typer.Argument(help="A recipe file or a registered domain/name.")],
+    set_: SetOpt = [],  # noqa: B006 - typer reads the default
+    epoch: Annotated[int, typer.Option(help="Show the policy's plan at this epoch (1-based).")] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show, layer group by layer group, what the recipe's policy freezes, its BatchNorm mode and learning rate."""
+    from tl_core.inspect import inspect_recipe
+    from tl_core.recipe import load_recipe
+
+    rows = inspect_recipe(load_recipe(recipe, set_), epoch)
+    _emit(rows, as_json, f"{recipe} at epoch {epoch}",
+          ["group", "prefixes", "parameters", "trainable", "batchnorm", "lr"])
+    if not as_json:
+        total = sum(r["parameters"] for r in rows)
+        trainable = sum(r["parameters"] for r in rows if r["trainable"])
+        out.print(f"trainable {trainable:,} / {total:,} parameters ({total - trainable:,} frozen)")
+
+
+@app.command()
+def run(
+    recipe: Annotated[str, typer.Argument(help="A recipe file or a registered domain/name.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the report, curves, model, checkpoints.")],
+    set_: SetOpt = [],  # noqa: B006
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --out.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars or epoch lines.")] = False,
+) -> None:
+    """Train a recipe; write report.json, metrics.csv, curves.png and the model into --out."""
+    from tl_core.recipe import load_recipe
+    from tl_core.report import summary_table
+    from tl_core.run import execute
+
+    report = execute(load_recipe(recipe, set_), out_dir, resume=resume, quiet=quiet, console=err)
+    out.print(summary_table(report))
+    out.print(f"wrote {out_dir}/report.json, metrics.csv, curves.png, model.safetensors")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder (from tl run --out).")],
+    data: Annotated[str, typer.Option("--data", help="Data in the run's format: an image folder or CSV.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a finished run on new data; print the metrics and write them to RUN/evaluations/."""
+    from tl_core.evaluate import evaluate_run
+
+    result = evaluate_run(run_dir, data)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    rows = [{"metric": k, "value": f"{v:.4f}"} for k, v in result["metrics"].items()]
+    _emit(rows, False, f"{run_dir} on {data} ({result['images']} images, {len(result['skipped'])} skipped)",
+          ["metric", "value"])
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Print a finished run's summary: metrics per split, transfer against scratch."""
+    from tl_core.report import read_report, summary_table
+
+    data = read_report(run_dir)
+    if as_json:
+        print(json.dumps({"metrics": data["metrics"], "scratch": (data.get("scratch") or {}).get("metrics")}, indent=2))
+        return
+    out.print(summary_table(data))
+    load = data.get("load_report")
+    if load:
+        out.print(f"weights {load['weights']} (sha256 {str(load['sha256'])[:12]}...): {len(load['loaded'])} tensors "
+                  f"loaded, {len(load['dropped'])} dropped, {len(load['missing'])} missing")
+    cache = data.get("feature_cache") or {}
+    out.print(f"best epoch {data['best_epoch']} of {len(data['epochs'])} by val {data['selection_metric']}; "
+              f"feature cache: {'used' if cache.get('used') else 'not used (' + str(cache.get('reason')) + ')'}")
+
+
+def _add_plugin_commands() -> None:
+    from tl_core.plugins import load_plugins, pm
+
+    load_plugins()
+    pm.hook.tl_add_commands(cli=app)
+
+
+def main() -> None:
+    """Entry point: user errors become one line and exit code 2; bugs keep their traceback."""
+    try:
+        _add_plugin_commands()
+        app(standalone_mode=False)
+    except TLError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted; continue with --resume")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

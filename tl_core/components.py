@@ -1,0 +1,114 @@
+"""What plugins register: plain, torch-free descriptions of backbones, heads, data formats and recipes.
+
+Each description carries factories (callables) that import torch only when called, so that filling the
+registries - and therefore ``tl plugins``, ``tl backbones`` and friends - never imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pydantic
+
+    from tl_core.weights import WeightsEntry
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a backbone eats: channels and a default square size, with the normalisation it expects."""
+
+    channels: int = 3
+    size: int = 224
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """A named, ordered slice of a backbone: the parameters whose names start with one of ``prefixes``."""
+
+    name: str
+    prefixes: tuple[str, ...]
+
+    def owns(self, parameter_name: str) -> bool:
+        """True when ``parameter_name`` (a ``state_dict``/``named_parameters`` key) belongs to this group."""
+        return any(parameter_name == p or parameter_name.startswith(p + ".") for p in self.prefixes)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A pre-trainable feature extractor.
+
+    ``factory()`` builds a ``torch.nn.Module`` mapping a batch of inputs to a ``(batch, feature_dim)`` tensor.
+    ``layer_groups`` run from the input (stem) to the output and together cover every parameter; the freeze
+    policies act on them. ``weights`` lists the entries that load into this architecture; the first is the
+    default when a recipe does not name one.
+    """
+
+    name: str
+    factory: Callable[[], Any]
+    feature_dim: int
+    layer_groups: tuple[LayerGroup, ...]
+    weights: tuple[WeightsEntry, ...] = ()
+    input: InputSpec = field(default_factory=InputSpec)
+    tasks: tuple[str, ...] = ("image-classification",)
+    description: str = ""
+
+    def weights_entry(self, name: str) -> WeightsEntry:
+        """The weights entry called ``name`` for this backbone; unknown names raise with suggestions."""
+        from tl_core.errors import WeightsError, did_you_mean
+
+        for entry in self.weights:
+            if entry.name == name:
+                return entry
+        known = ", ".join(e.name for e in self.weights) or "none"
+        raise WeightsError(
+            f"backbone {self.name!r} has no weights entry {name!r}"
+            f"{did_you_mean(name, [e.name for e in self.weights])}; known: {known}; "
+            "or give a path to a local file, or 'none' for random init"
+        )
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """A task head: ``factory(in_features, num_outputs, **options)`` returns a ``torch.nn.Module``.
+
+    ``options`` is a pydantic model class validating the recipe's ``head:`` keys other than ``name``.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    tasks: tuple[str, ...] = ("image-classification",)
+    options: type[pydantic.BaseModel] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DataFormat:
+    """A way of reading a data set from disk for one task.
+
+    ``read(config, seed)`` reads everything the recipe's ``data:`` section names and returns the task's data
+    object, splits included (the core's: :class:`tl_core.data.ClassificationData`). ``read_split(path, strict,
+    classes)`` reads one more set of the same format against a finished run's classes (``tl evaluate``).
+    Both raise :class:`tl_core.errors.DataError` for unusable data, and skip-and-count undecodable files unless
+    ``strict``.
+    """
+
+    name: str
+    task: str
+    read: Callable[..., Any]
+    read_split: Callable[..., Any] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RecipeSource:
+    """A recipe file shipped by a plugin, listed as ``domain/name``."""
+
+    name: str
+    path: Path
+    description: str = ""

@@ -1,0 +1,118 @@
+"""Every hook of tl. The docstring of each spec is the contract; ``docs/plugin_hooks.md`` repeats it.
+
+Registration hooks receive a ``register`` callback and return nothing. They run once, lazily, the first time a
+registry is needed, and must not import torch (or MONAI, ultralytics, transformers): put heavy imports inside
+the factories they register. "Who handles this?" hooks are ``firstresult``: the first implementation that
+returns something other than ``None`` wins, and the core's own implementation runs last. Event hooks are called
+on every plugin; their return values are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from tl_core import hookspec
+
+if TYPE_CHECKING:
+    import torch
+    import typer
+
+    from tl_core.components import BackboneSpec, DataFormat, HeadSpec, InputSpec, RecipeSource
+    from tl_core.policies import FreezePolicy
+    from tl_core.recipe import Recipe
+    from tl_core.run import RunContext
+    from tl_core.train import TrainResult
+
+
+@hookspec
+def tl_register_backbones(register: Callable[[BackboneSpec], None]) -> None:
+    """Register backbones by calling ``register(BackboneSpec(...))`` once per backbone.
+
+    Each spec carries its factory, feature size, ordered layer groups (stem first), input spec and the weights
+    entries that load into it. Names must be unique across all plugins.
+    """
+
+
+@hookspec
+def tl_register_heads(register: Callable[[HeadSpec], None]) -> None:
+    """Register task heads by calling ``register(HeadSpec(...))`` once per head."""
+
+
+@hookspec
+def tl_register_policies(register: Callable[[FreezePolicy], None]) -> None:
+    """Register freeze policies by calling ``register(policy)`` with a :class:`tl_core.policies.FreezePolicy`."""
+
+
+@hookspec
+def tl_register_datasets(register: Callable[[DataFormat], None]) -> None:
+    """Register data formats by calling ``register(DataFormat(...))``; ``recipe.data.format`` names one."""
+
+
+@hookspec
+def tl_register_recipes(register: Callable[[RecipeSource], None]) -> None:
+    """Register recipe files shipped as package data by calling ``register(RecipeSource("domain/name", path))``."""
+
+
+@hookspec(firstresult=True)
+def tl_adapt_backbone(
+    backbone: torch.nn.Module, spec: BackboneSpec, target: InputSpec
+) -> tuple[torch.nn.Module, list[str]] | None:
+    """Adapt a built (and weight-loaded) backbone to inputs that differ from ``spec.input``.
+
+    Called only when ``target`` differs from ``spec.input`` in channel count (or, for domain plugins, in
+    dimensionality). Return ``(adapted_backbone, reshaped)`` where ``reshaped`` lists the ``state_dict`` keys
+    whose tensors were adapted, each as ``"key: how"``; they appear under ``reshaped`` in the load report.
+    Return ``None`` to let another plugin answer. When nobody answers, the run stops with a clear error.
+    """
+
+
+@hookspec(firstresult=True)
+def tl_build_model(recipe: Recipe, data: Any) -> Any | None:
+    """Assemble the model for ``recipe.task``, its head sized from ``data`` (e.g. ``len(data.classes)``).
+
+    ``data`` is what the recipe's data format read. Return ``None`` for tasks you do not handle. The core answers
+    last for ``image-classification`` with a :class:`tl_core.model.Classifier` (registry backbone with its
+    weights loaded and reported, plus a registry head).
+    """
+
+
+@hookspec(firstresult=True)
+def tl_train(recipe: Recipe, model: Any, data: Any, ctx: RunContext) -> TrainResult | None:
+    """Train ``model`` on ``data`` as ``recipe`` says, writing checkpoints under ``ctx.out``.
+
+    A domain with a native trainer (ultralytics, the HF Trainer) answers for its task and returns a
+    :class:`tl_core.train.TrainResult`. The core trainer answers last, for any model it can drive.
+    Implementations must call ``ctx.epoch_end(epoch, metrics)`` after each epoch so that event hooks fire.
+    """
+
+
+@hookspec
+def tl_evaluate(
+    task: str, outputs: torch.Tensor, targets: torch.Tensor, class_names: list[str]
+) -> Mapping[str, float] | None:
+    """Return metrics for ``task`` computed from model ``outputs`` and ``targets``, or ``None``.
+
+    Every plugin's answer is merged into one dict (later plugins cannot overwrite an earlier key). The core
+    answers for ``image-classification`` with accuracy, balanced accuracy and macro F1.
+    """
+
+
+@hookspec
+def tl_on_run_start(ctx: RunContext) -> None:
+    """Called once when a run starts (after validation, before training), with the run's context."""
+
+
+@hookspec
+def tl_on_epoch_end(ctx: RunContext, epoch: int, metrics: Mapping[str, float]) -> None:
+    """Called after every epoch (1-based ``epoch``) with that epoch's training and validation metrics."""
+
+
+@hookspec
+def tl_on_run_end(ctx: RunContext, report: Mapping[str, Any]) -> None:
+    """Called once when a run has finished and ``report.json`` is written, with the report's content."""
+
+
+@hookspec
+def tl_add_commands(cli: typer.Typer) -> None:
+    """Add sub-commands to the ``tl`` command line, e.g. with ``@cli.command()``. Keep imports lazy."""

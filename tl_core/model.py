@@ -1,0 +1,98 @@
+"""The core's model: a registry backbone with a registry head on top, weights loaded and reported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from tl_core.components import BackboneSpec, InputSpec
+from tl_core.errors import TLError, WeightsError
+from tl_core.weights import LoadReport, WeightsEntry, load_into, local_entry
+
+
+class Pooled(nn.Module):
+    """``features`` followed by global average pooling: a feature map becomes a ``(batch, channels)`` vector."""
+
+    def __init__(self, features: nn.Module) -> None:
+        super().__init__()
+        self.features = features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1)
+
+
+class TransferModel(nn.Module):
+    """``head(backbone(x))``: what the core trains, saves and evaluates for classification."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+@dataclass
+class BuiltBackbone:
+    """A backbone module and everything known about how it came to be."""
+
+    module: nn.Module
+    spec: BackboneSpec
+    entry: WeightsEntry | None
+    report: LoadReport | None
+
+    @property
+    def input(self) -> InputSpec:
+        """The preprocessing the loaded weights expect (the spec's default when there are none)."""
+        if self.entry is None:
+            return self.spec.input
+        return InputSpec(self.spec.input.channels, self.entry.input_size, self.entry.mean, self.entry.std)
+
+
+def resolve_weights(spec: BackboneSpec, weights: str | None) -> WeightsEntry | None:
+    """The entry a recipe's ``backbone.weights`` names: ``default``, an entry name, a path, or ``none``."""
+    if weights is None or weights.lower() == "none":
+        return None
+    if weights == "default":
+        if not spec.weights:
+            raise WeightsError(
+                f"backbone {spec.name!r} has no pre-trained weights entry; set backbone.weights to a file or 'none'"
+            )
+        return spec.weights[0]
+    if any(e.name == weights for e in spec.weights):
+        return spec.weights_entry(weights)
+    if "/" in weights or weights.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt")):
+        return local_entry(weights, spec.name, spec.weights[0] if spec.weights else None)
+    return spec.weights_entry(weights)  # raises with suggestions
+
+
+def build_backbone(spec: BackboneSpec, weights: str | None, target: InputSpec | None = None) -> BuiltBackbone:
+    """Build ``spec``'s module, load the named weights into it and adapt it to ``target`` inputs if needed."""
+    from tl_core.plugins import load_plugins, pm
+
+    module = spec.factory()
+    entry = resolve_weights(spec, weights)
+    report = load_into(module, entry) if entry is not None else None
+    if target is not None and target.channels != spec.input.channels:
+        load_plugins()
+        answer = pm.hook.tl_adapt_backbone(backbone=module, spec=spec, target=target)
+        if answer is None:
+            raise TLError(
+                f"backbone {spec.name!r} takes {spec.input.channels}-channel input and no plugin can adapt it to "
+                f"{target.channels} channels; install a plugin that does (e.g. tl-medical) or convert the images"
+            )
+        module, reshaped = answer
+        if report is not None:
+            report.reshaped.extend(reshaped)
+    return BuiltBackbone(module, spec, entry, report)
+
+
+def make_head(name: str, options: dict[str, Any], in_features: int, num_outputs: int) -> nn.Module:
+    """Build the registry head ``name`` for ``in_features`` inputs and ``num_outputs`` outputs."""
+    from tl_core.plugins import registry
+
+    return registry("head").get(name).factory(in_features, num_outputs, **options)

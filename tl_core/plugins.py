@@ -1,0 +1,176 @@
+"""The plugin manager: built-in plugins first, then entry points of group ``tl``.
+
+``TL_PLUGINS`` is an allow-list of entry-point plugins (set but empty = none); ``TL_DISABLE_PLUGINS`` a
+block-list. Built-in plugins always load: they are the core's own behaviour. A plugin that fails to import, or
+raises in a registration hook, is recorded with its reason (see ``tl plugins``) and the others keep working.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from tl_core import NAME, hookspecs
+from tl_core.registry import Registry
+
+BUILTIN_PLUGINS = (
+    "tl_core.builtin.vision",
+    "tl_core.builtin.heads",
+    "tl_core.builtin.policies",
+    "tl_core.builtin.data",
+    "tl_core.builtin.recipes",
+    "tl_core.builtin.classification",
+)
+
+#: registry kind -> the registration hook that fills it
+REGISTRATION_HOOKS = {
+    "backbone": "tl_register_backbones",
+    "head": "tl_register_heads",
+    "policy": "tl_register_policies",
+    "data format": "tl_register_datasets",
+    "recipe": "tl_register_recipes",
+}
+
+
+@dataclass
+class PluginInfo:
+    """What ``tl plugins`` shows about one plugin."""
+
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    builtin: bool = False
+    status: str = "loaded"  # loaded | failed | disabled
+    reason: str | None = None
+    hooks: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+pm = pluggy.PluginManager(NAME)
+pm.add_hookspecs(hookspecs)
+
+_plugins: dict[str, PluginInfo] = {}
+_loaded = False
+_registries: dict[str, Registry[Any]] = {}
+
+
+def _env_list(var: str) -> set[str] | None:
+    value = os.environ.get(var)
+    if value is None:
+        return None
+    return {p.strip() for p in value.split(",") if p.strip()}
+
+
+def _register(name: str, module: object, info: PluginInfo) -> None:
+    try:
+        pm.register(module, name=name)
+        pm.check_pending()
+    except Exception as exc:  # a hookimpl with a wrong name or signature
+        if pm.is_registered(module):
+            pm.unregister(module)
+        info.status, info.reason = "failed", f"{type(exc).__name__}: {exc}"
+    else:
+        info.hooks = sorted(h.name for h in pm.get_hookcallers(module) or [])
+    _plugins[name] = info
+
+
+def load_plugins() -> None:
+    """Register built-in plugins, then entry-point plugins. Safe to call many times."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for modname in BUILTIN_PLUGINS:
+        short = modname.rsplit(".", 1)[-1]
+        _register(f"tl.{short}", importlib.import_module(modname), PluginInfo(f"tl.{short}", modname, builtin=True))
+
+    allow, block = _env_list("TL_PLUGINS"), _env_list("TL_DISABLE_PLUGINS") or set()
+    for ep in entry_points(group=NAME):
+        info = PluginInfo(ep.name, ep.value)
+        if ep.dist is not None:
+            info.distribution, info.version = ep.dist.name, ep.dist.version
+        if (allow is not None and ep.name not in allow) or ep.name in block:
+            info.status = "disabled"
+            info.reason = "blocked by TL_DISABLE_PLUGINS" if ep.name in block else "not in TL_PLUGINS"
+            _plugins[ep.name] = info
+            continue
+        try:
+            module = ep.load()
+        except Exception as exc:
+            info.status, info.reason = "failed", f"Error importing plugin {ep.name!r}: {type(exc).__name__}: {exc}"
+            _plugins[ep.name] = info
+            continue
+        _register(ep.name, module, info)
+
+
+def register_plugin(module: object, name: str) -> None:
+    """Register an in-process plugin (tests, notebooks) and forget filled registries so they refill."""
+    load_plugins()
+    _register(name, module, PluginInfo(name, getattr(module, "__name__", repr(module))))
+    _registries.clear()
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin registered with :func:`register_plugin` and forget filled registries."""
+    plugin = pm.get_plugin(name)
+    if plugin is not None:
+        pm.unregister(plugin)
+    _plugins.pop(name, None)
+    _registries.clear()
+
+
+def plugins() -> list[PluginInfo]:
+    """Every plugin seen, loaded or not, built-ins first. Filling the registries records their failures too."""
+    load_plugins()
+    for kind in REGISTRATION_HOOKS:
+        registry(kind)
+    return list(_plugins.values())
+
+
+def _plugin_name(plugin: object) -> str:
+    return pm.get_name(plugin) or repr(plugin)
+
+
+def registry(kind: str) -> Registry[Any]:
+    """The registry of ``kind`` (``backbone``, ``head``, ``policy``, ``data format``, ``recipe``), filled once.
+
+    Each plugin's registration hook runs on its own: what it registered is kept only if it returned normally,
+    and an exception (a duplicate name included) is recorded against that plugin alone.
+    """
+    if kind in _registries:
+        return _registries[kind]
+    load_plugins()
+    reg: Registry[Any] = Registry(kind)
+    hookname = REGISTRATION_HOOKS[kind]
+    for impl in getattr(pm.hook, hookname).get_hookimpls():  # registration order: built-ins first
+        name = _plugin_name(impl.plugin)
+        collected: list[Any] = []
+        register: Callable[[Any], None] = collected.append
+        try:
+            impl.function(register=register)
+            staged: Registry[Any] = Registry(kind)
+            for item in collected:
+                staged.register(item.name, item, plugin=name)  # catches duplicates within the plugin
+                if item.name in reg:
+                    reg.register(item.name, item, plugin=name)  # raises: duplicate across plugins
+        except Exception as exc:
+            info = _plugins.get(name)
+            if info is not None:
+                info.status = "failed"
+                info.reason = f"{hookname} raised {type(exc).__name__}: {exc}"
+            print(f"tl: plugin {name!r} failed in {hookname}: {exc}", file=sys.stderr)
+            continue
+        for item in collected:
+            reg.register(item.name, item, plugin=name)
+    _registries[kind] = reg
+    return reg

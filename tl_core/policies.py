@@ -1,0 +1,225 @@
+"""Freeze policies: the three techniques of transfer learning (feature extraction, fine-tuning, freezing
+layers) as one family.
+
+A policy is a pure *plan*: for a given epoch it says, for each backbone layer group (stem first), whether the
+group trains, its learning-rate multiplier, and what its BatchNorm layers do. Everything else derives from the
+plan: ``requires_grad``, the optimizer's parameter groups (one per trainable layer group, added when a group is
+unfrozen), BatchNorm modes after every ``model.train()``, and what ``tl inspect`` prints.
+
+BatchNorm modes:
+
+- ``train``: running statistics update and the affine parameters train (ordinary training);
+- ``freeze-stats``: the layer stays in eval mode (statistics fixed), its affine parameters train;
+- ``freeze``: eval mode and no gradient.
+
+A *frozen* group's BatchNorm layers are always ``freeze``: in train mode they would keep updating their running
+statistics, silently changing the "frozen" backbone - the bug several toolkits shipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from tl_core.components import LayerGroup
+
+BNMode = Literal["train", "freeze-stats", "freeze"]
+
+
+@dataclass(frozen=True)
+class GroupState:
+    """What one backbone layer group does during one epoch."""
+
+    trainable: bool
+    lr_mult: float
+    bn: BNMode
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FineTuneOptions(_Options):
+    backbone_lr_mult: float = Field(0.1, gt=0, description="backbone LR = head LR x this")
+    layer_decay: float = Field(1.0, gt=0, le=1, description="each group below the top gets LR x this once more")
+    bn: BNMode = Field("train", description="BatchNorm in trainable groups: train, freeze-stats or freeze")
+
+
+class FreezeFirstOptions(FineTuneOptions):
+    groups: int = Field(1, ge=0, description="how many layer groups, from the stem, stay frozen")
+    backbone_lr_mult: float = Field(1.0, gt=0, description="backbone LR = head LR x this")
+
+
+class GradualUnfreezeOptions(FineTuneOptions):
+    every: int = Field(1, ge=1, description="unfreeze one more group (from the top) every this many epochs")
+
+
+class ProbeThenFineTuneOptions(FineTuneOptions):
+    probe_epochs: int = Field(1, ge=0, description="epochs of linear probing (frozen backbone) before fine-tuning")
+
+
+class FreezePolicy:
+    """Base class: subclasses set the class attributes and implement :meth:`plan`."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    batchnorm: ClassVar[str] = ""
+    Options: ClassVar[type[BaseModel] | None] = None
+
+    def __init__(self, **options: Any) -> None:
+        self.options: Any = self.Options(**options) if self.Options is not None else None
+
+    def plan(self, n_groups: int, epoch: int, epochs: int) -> list[GroupState]:
+        """States of the ``n_groups`` backbone groups (stem first) during 0-based ``epoch`` of ``epochs``."""
+        raise NotImplementedError
+
+    def frozen_throughout(self) -> bool:
+        """True when the backbone never trains and its BatchNorm never updates: its features can be cached."""
+        return False
+
+    def _lrs(self, n_groups: int) -> list[float]:
+        opts = self.options
+        return [opts.backbone_lr_mult * opts.layer_decay ** (n_groups - 1 - i) for i in range(n_groups)]
+
+    def _trainable(self, n_groups: int, trainable: list[bool]) -> list[GroupState]:
+        lrs = self._lrs(n_groups)
+        return [
+            GroupState(True, lrs[i], self.options.bn) if t else GroupState(False, 0.0, "freeze")
+            for i, t in enumerate(trainable)
+        ]
+
+
+class FeatureExtraction(FreezePolicy):
+    name = "feature-extraction"
+    description = "backbone frozen, only the head trains; features are cached when no augmentation runs"
+    batchnorm = "freeze: every backbone BatchNorm stays in eval mode with frozen statistics and parameters"
+
+    def plan(self, n_groups: int, epoch: int, epochs: int) -> list[GroupState]:
+        return [GroupState(False, 0.0, "freeze")] * n_groups
+
+    def frozen_throughout(self) -> bool:
+        return True
+
+
+class FineTune(FreezePolicy):
+    name = "fine-tune"
+    description = "everything trains; backbone at head LR x backbone_lr_mult, optional layer-wise decay"
+    batchnorm = "option bn (default train): train, freeze-stats or freeze"
+    Options = FineTuneOptions
+
+    def plan(self, n_groups: int, epoch: int, epochs: int) -> list[GroupState]:
+        return self._trainable(n_groups, [True] * n_groups)
+
+
+class FreezeFirst(FreezePolicy):
+    name = "freeze-first"
+    description = "the first `groups` layer groups (from the stem) stay frozen, the rest trains"
+    batchnorm = "frozen groups: freeze; trainable groups: option bn (default train)"
+    Options = FreezeFirstOptions
+
+    def plan(self, n_groups: int, epoch: int, epochs: int) -> list[GroupState]:
+        return self._trainable(n_groups, [i >= self.options.groups for i in range(n_groups)])
+
+
+class GradualUnfreeze(FreezePolicy):
+    name = "gradual-unfreeze"
+    description = "head first; then one more group, from the top, every `every` epochs, each a new optimizer group"
+    batchnorm = "frozen groups: freeze; unfrozen groups: option bn (default train)"
+    Options = GradualUnfreezeOptions
+
+    def plan(self, n_groups: int, epoch: int, epochs: int) -> list[GroupState]:
+        unfrozen = min(n_groups, epoch // self.options.every)
+        return self._trainable(n_groups, [i >= n_groups - unfrozen for i in range(n_groups)])
+
+
+class ProbeThenFineTune(FreezePolicy):
+    name = "probe-then-fine-tune"
+    description = "a linear probe (frozen backbone) for `probe_epochs`, then fine-tuning from it"
+    batchnorm = "probe: freeze; fine-tuning: option bn (default train)"
+    Options = ProbeThenFineTuneOptions
+
+    def plan(self, n_groups: int, epoch: int, epochs: int) -> list[GroupState]:
+        return self._trainable(n_groups, [epoch >= self.options.probe_epochs] * n_groups)
+
+
+CORE_POLICIES: tuple[type[FreezePolicy], ...] = (
+    FeatureExtraction, FineTune, FreezeFirst, GradualUnfreeze, ProbeThenFineTune,
+)
+
+
+# ------------------------------------------------------------------ applying a plan to a model
+
+
+def group_parameters(backbone: nn.Module, groups: tuple[LayerGroup, ...]) -> list[list[torch.nn.Parameter]]:
+    """The backbone's parameters, split by layer group; a parameter in no group (or in two) is a spec bug."""
+    split: list[list[torch.nn.Parameter]] = [[] for _ in groups]
+    for pname, param in backbone.named_parameters():
+        owners = [i for i, g in enumerate(groups) if g.owns(pname)]
+        if len(owners) != 1:
+            where = "no layer group" if not owners else f"{len(owners)} layer groups"
+            raise ValueError(f"backbone parameter {pname!r} belongs to {where}; fix the backbone's layer_groups")
+        split[owners[0]].append(param)
+    return split
+
+
+def apply_plan(model: nn.Module, groups: tuple[LayerGroup, ...], states: list[GroupState]) -> None:
+    """Set ``requires_grad`` on ``model.backbone`` by group (and on BatchNorm under ``bn: freeze``); the head trains."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    for params, state in zip(group_parameters(model.backbone, groups), states):
+        for p in params:
+            p.requires_grad_(state.trainable)
+    for mname, module in model.backbone.named_modules():
+        if isinstance(module, _BatchNorm):
+            state = _state_of(mname, groups, states)
+            if state is not None and state.bn == "freeze":
+                for p in module.parameters(recurse=False):
+                    p.requires_grad_(False)
+    for p in model.head.parameters():
+        p.requires_grad_(True)
+
+
+def _state_of(module_name: str, groups: tuple[LayerGroup, ...], states: list[GroupState]) -> GroupState | None:
+    for group, state in zip(groups, states):
+        if group.owns(module_name):
+            return state
+    return None
+
+
+def set_train_mode(model: nn.Module, groups: tuple[LayerGroup, ...], states: list[GroupState]) -> None:
+    """``model.train()``, then BatchNorm layers whose group's mode is not ``train`` back to eval mode."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    model.train()
+    for mname, module in model.backbone.named_modules():
+        if isinstance(module, _BatchNorm):
+            state = _state_of(mname, groups, states)
+            if state is not None and state.bn != "train":
+                module.eval()
+    if all(not s.trainable for s in states):
+        model.backbone.eval()  # nothing random (dropout) in a frozen feature extractor either
+
+
+def param_groups(
+    model: nn.Module, groups: tuple[LayerGroup, ...], states: list[GroupState], lr: float
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups: the head first, then trainable backbone groups from the top down.
+
+    This order is also the order in which gradual unfreezing adds groups, so a resumed run rebuilds exactly the
+    optimizer it saved.
+    """
+    out = [{"name": "head", "params": [p for p in model.head.parameters()], "lr": lr, "base_lr": lr}]
+    split = group_parameters(model.backbone, groups)
+    for i in reversed(range(len(groups))):
+        if states[i].trainable:
+            params = [p for p in split[i] if p.requires_grad]
+            if params:
+                glr = lr * states[i].lr_mult
+                out.append({"name": groups[i].name, "params": params, "lr": glr, "base_lr": glr})
+    return out

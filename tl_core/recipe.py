@@ -1,0 +1,307 @@
+"""Recipes: YAML data validated with pydantic, with ``extends:`` and ``--set key.path=value`` overrides.
+
+A recipe is never executed: it is read with ``yaml.safe_load``. Every mistake becomes a :class:`RecipeError`
+naming the key and, where one is close, the key or name that was probably meant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tl_core.errors import RecipeError, RegistryError, did_you_mean
+
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+# keys whose relative values are paths, resolved against the recipe file that sets them
+PATH_KEYS = (("data", "path"), ("data", "test_path"), ("backbone", "weights"))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class BackboneConfig(_Section):
+    name: str
+    weights: str | None = Field(
+        "default", description="weights entry name, a path to a local file, or 'none' for random init"
+    )
+
+    @property
+    def random_init(self) -> bool:
+        return self.weights is None or self.weights.lower() == "none"
+
+
+class _Named(BaseModel):
+    """``head`` and ``policy``: a name plus options that the named head/policy validates."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class HeadConfig(_Named):
+    name: str = "linear"
+
+
+class PolicyConfig(_Named):
+    name: str = "fine-tune"
+
+
+class DataConfig(_Section):
+    format: str = "image-folder"
+    path: str
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    test_path: str | None = None
+    image_size: int | None = Field(None, gt=0, description="default: the weights' own input size")
+    augment: bool = False
+    strict: bool = Field(False, description="true: an undecodable file is an error instead of being skipped")
+    num_workers: int = Field(0, ge=0)
+    cache_features: bool = True
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    schedule: Literal["cosine", "one-cycle", "constant"] = "cosine"
+    grad_accum: int = Field(1, ge=1)
+    amp: Literal["auto", "no", "fp16", "bf16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+    patience: int | None = Field(None, ge=1, description="early stopping: epochs without improvement")
+    metric: str = Field("accuracy", description="validation metric that picks the best checkpoint (higher wins)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+
+class CompareConfig(_Section):
+    scratch: bool = False
+
+
+class Recipe(_Section):
+    task: str = "image-classification"
+    description: str = ""
+    backbone: BackboneConfig
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    data: DataConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
+
+    def resolved(self) -> dict[str, Any]:
+        """The recipe with every default filled in, as plain JSON-able data."""
+        return self.model_dump(mode="json")
+
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    name: f.annotation for name, f in Recipe.model_fields.items() if isinstance(f.annotation, type)
+}
+
+
+# ---------------------------------------------------------------- reading files
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecipeError(f"recipe file {str(path)!r} does not exist") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise RecipeError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(
+            f"{path}: a recipe is a mapping of keys (task, backbone, data, ...), not {type(data).__name__}"
+        )
+    for section, key in PATH_KEYS:
+        value = (data.get(section) or {}).get(key) if isinstance(data.get(section), dict) else None
+        if isinstance(value, str) and _looks_like_path(section, key, value) and not Path(value).is_absolute():
+            data[section][key] = str((path.parent / value).resolve())
+    return data
+
+
+def _looks_like_path(section: str, key: str, value: str) -> bool:
+    if (section, key) != ("backbone", "weights"):
+        return True
+    return "/" in value or value.endswith(WEIGHT_SUFFIXES)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            # a different head/policy name starts from a clean set of options
+            if "name" in value and value["name"] != out[key].get("name") and key in ("head", "policy"):
+                out[key] = dict(value)
+            else:
+                out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _locate(source: str) -> Path:
+    """A recipe given as a file path, or as a registered ``domain/name``."""
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise RecipeError(f"recipe file {source!r} does not exist")
+        return path.resolve()
+    from tl_core.plugins import registry
+
+    try:
+        return registry("recipe").get(source).path
+    except RegistryError as exc:
+        raise RecipeError(f"{exc}; or give the path to a .yaml file") from None
+
+
+def _load_raw(source: str, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = _locate(source)
+    if path in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path))
+        raise RecipeError(f"recipe 'extends' goes round in a circle: {chain}")
+    data = _read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise RecipeError(f"{path}: 'extends' must be a recipe name or a path, not {parent!r}")
+    if parent.endswith((".yaml", ".yml")) and not Path(parent).is_absolute():
+        parent = str(path.parent / parent)
+    return _merge(_load_raw(parent, (*seen, path)), data)
+
+
+# ---------------------------------------------------------------- --set
+
+
+def _known_keys(section: str) -> list[str]:
+    model = SECTIONS.get(section)
+    return list(model.model_fields) if model else []
+
+
+def apply_set(data: dict[str, Any], assignment: str) -> dict[str, Any]:
+    """Apply one ``key.path=value`` override; the value is read as YAML (``true``, ``3``, ``[1, 2]``)."""
+    key, sep, raw = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise RecipeError(f"--set {assignment!r}: expected key.path=value, e.g. --set train.epochs=5")
+    parts = key.split(".")
+    top = list(Recipe.model_fields)
+    if parts[0] not in top:
+        raise RecipeError(f"--set {key}: no such recipe key{did_you_mean(parts[0], top)}")
+    if len(parts) > 1 and parts[0] in SECTIONS and parts[0] not in ("head", "policy"):
+        fields = _known_keys(parts[0])
+        if parts[1] not in fields or len(parts) > 2:
+            full = [f"{parts[0]}.{f}" for f in fields]
+            raise RecipeError(f"--set {key}: no such recipe key{did_you_mean(key, full)}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    out = dict(data)
+    node = out
+    for part in parts[:-1]:
+        child = node.get(part)
+        node[part] = dict(child) if isinstance(child, dict) else {}
+        node = node[part]
+    node[parts[-1]] = value
+    return out
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _format_error(err: dict[str, Any], origin: str) -> str:
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        parent, _, leaf = loc.rpartition(".")
+        choices = _known_keys(parent) if parent else list(Recipe.model_fields)
+        return f"{origin}: unknown key {loc!r}{did_you_mean(leaf, choices)}"
+    if err["type"] == "missing":
+        return f"{origin}: missing required key {loc!r}"
+    value = err.get("input")
+    return f"{origin}: {loc}: {err['msg']} (got {value!r})"
+
+
+def validate(data: dict[str, Any], origin: str = "recipe") -> Recipe:
+    """Validate raw recipe data: schema first, then registry names and head/policy options."""
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise RecipeError(_format_error(errors[0], origin) + more) from None
+    check_names(recipe, origin)
+    return recipe
+
+
+def _check_options(model: type[BaseModel] | None, options: dict[str, Any], key: str, origin: str) -> dict[str, Any]:
+    if model is None:
+        if options:
+            raise RecipeError(f"{origin}: unknown key '{key}.{next(iter(options))}': this {key} takes no options")
+        return {}
+    try:
+        return model.model_validate(options).model_dump()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        leaf = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            raise RecipeError(
+                f"{origin}: unknown key '{key}.{leaf}'{did_you_mean(leaf, list(model.model_fields))}; "
+                f"known: {', '.join(model.model_fields) or 'none'}"
+            ) from None
+        raise RecipeError(f"{origin}: {key}.{leaf}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+def check_names(recipe: Recipe, origin: str = "recipe") -> None:
+    """Check every registry name the recipe uses, and fill in the head and policy options with their defaults."""
+    from tl_core.plugins import registry
+
+    def lookup(kind: str, key: str, name: str) -> Any:
+        try:
+            return registry(kind).get(name)
+        except RegistryError as exc:
+            raise RecipeError(f"{origin}: {key}: {exc}") from None
+
+    backbone = lookup("backbone", "backbone.name", recipe.backbone.name)
+    if recipe.task not in backbone.tasks:
+        raise RecipeError(
+            f"{origin}: backbone {backbone.name!r} does not serve task {recipe.task!r} "
+            f"(it serves {', '.join(backbone.tasks)})"
+        )
+    head = lookup("head", "head.name", recipe.head.name)
+    if recipe.task not in head.tasks:
+        raise RecipeError(f"{origin}: head {head.name!r} does not serve task {recipe.task!r}")
+    policy = lookup("policy", "policy.name", recipe.policy.name)
+    fmt = lookup("data format", "data.format", recipe.data.format)
+    if fmt.task != recipe.task:
+        raise RecipeError(f"{origin}: data.format {fmt.name!r} is for task {fmt.task!r}, not {recipe.task!r}")
+    w = recipe.backbone.weights
+    if w is not None and w.lower() not in ("none", "default") and not _looks_like_path("backbone", "weights", w):
+        try:
+            backbone.weights_entry(w)
+        except Exception as exc:
+            raise RecipeError(f"{origin}: backbone.weights: {exc}") from None
+    for key, model, section in (("head", head.options, recipe.head), ("policy", policy.Options, recipe.policy)):
+        for k, v in _check_options(model, section.options, key, origin).items():
+            setattr(section, k, v)
+
+
+def load_recipe(source: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a recipe (a file path or a registered ``domain/name``), apply ``--set`` overrides, validate."""
+    data = _load_raw(source)
+    for assignment in overrides:
+        data = apply_set(data, assignment)
+    origin = source if not overrides else f"{source} (with --set)"
+    return validate(data, origin)

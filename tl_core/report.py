@@ -1,0 +1,178 @@
+"""What a run leaves behind: ``report.json``, ``metrics.csv``, ``curves.png``, the model; and reading it back."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tl_core.errors import RunError
+from tl_core.run import write_atomic, write_json
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from tl_core.recipe import Recipe
+    from tl_core.train import TrainResult
+
+MODEL_FILE = "model.safetensors"
+
+
+def versions() -> dict[str, Any]:
+    """Python, the main libraries, and every plugin with its distribution version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from tl_core.plugins import plugins
+
+    libs = {}
+    for name in ("tl-core", "torch", "torchvision", "accelerate", "timm", "pydantic", "pluggy"):
+        try:
+            libs[name] = version(name)
+        except PackageNotFoundError:
+            libs[name] = None
+    return {
+        "python": platform.python_version(),
+        "packages": libs,
+        "plugins": {p.name: {"version": p.version, "status": p.status} for p in plugins()},
+    }
+
+
+def parameter_counts(result: TrainResult, model: Any) -> dict[str, int]:
+    try:
+        params = list(result.model.parameters())
+    except AttributeError:
+        return {}
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    return {"total": total, "trainable": trainable, "frozen": total - trainable}
+
+
+def build_report(
+    recipe: Recipe, model: Any, data: Any, result: TrainResult, scratch: TrainResult | None, timings: dict[str, float]
+) -> dict[str, Any]:
+    """The content of ``report.json``."""
+    backbone = getattr(model, "backbone", None)
+    entry = getattr(backbone, "entry", None)
+    load = getattr(backbone, "report", None)
+    report: dict[str, Any] = {
+        "recipe": recipe.resolved(),
+        "versions": versions(),
+        "seed": recipe.train.seed,
+        "weights": None if entry is None else {**entry.as_dict(), "sha256_actual": load.sha256 if load else None},
+        "load_report": None if load is None else load.as_dict(),
+        "data": data.summary() if hasattr(data, "summary") else {},
+        "parameters": parameter_counts(result, model),
+        "epochs": result.history,
+        "best_epoch": result.best_epoch,
+        "selection_metric": result.metric,
+        "stopped_early": result.stopped_early,
+        "metrics": result.metrics,
+        "timings": timings,
+        **result.info,
+    }
+    if scratch is not None:
+        report["scratch"] = {
+            "metrics": scratch.metrics,
+            "epochs": scratch.history,
+            "best_epoch": scratch.best_epoch,
+            "train_seconds": scratch.seconds,
+            **scratch.info,
+        }
+    return report
+
+
+def write_metrics_csv(path: Path, report: dict[str, Any]) -> None:
+    rows = [{"run": "transfer", **row} for row in report["epochs"]]
+    rows += [{"run": "scratch", **row} for row in (report.get("scratch") or {}).get("epochs", [])]
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, buffer.getvalue())
+
+
+def write_curves(path: Path, report: dict[str, Any]) -> None:
+    """Loss and validation metric per epoch, transfer against scratch when there is a comparison."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = f"val_{report['selection_metric']}"
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+    runs = [("transfer", report["epochs"])]
+    if report.get("scratch"):
+        runs.append(("scratch", report["scratch"]["epochs"]))
+    for name, rows in runs:
+        epochs = [r["epoch"] for r in rows]
+        ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker=".", label=f"{name} train")
+        if rows and "val_loss" in rows[0]:
+            ax_loss.plot(epochs, [r["val_loss"] for r in rows], marker=".", linestyle="--", label=f"{name} val")
+        if rows and metric in rows[0]:
+            ax_metric.plot(epochs, [r[metric] for r in rows], marker=".", label=name)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_metric.set(xlabel="epoch", ylabel=metric, title=metric)
+    for ax in (ax_loss, ax_metric):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())
+
+
+def write_run(out: Path, report: dict[str, Any], model: Any) -> None:
+    """Write the model, ``metrics.csv``, ``curves.png`` and - last, so it marks a finished run - ``report.json``."""
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    net = getattr(model, "model", model)
+    if hasattr(net, "state_dict"):
+        tmp = out / f".{MODEL_FILE}.tmp"
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+        tmp.replace(out / MODEL_FILE)
+    write_metrics_csv(out / "metrics.csv", report)
+    write_curves(out / "curves.png", report)
+    write_json(out / "report.json", report)
+
+
+def read_report(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "report.json"
+    if not path.is_file():
+        raise RunError(f"{run_dir} holds no finished run (no report.json); run 'tl run RECIPE --out {run_dir}' first")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path} is not valid JSON ({exc}); the run directory is damaged") from None
+
+
+def summary_table(report: dict[str, Any]) -> Table:
+    """Metrics per split, transfer against scratch when the run has a comparison."""
+    from rich.table import Table
+
+    recipe = report["recipe"]
+    backbone, head, policy = recipe["backbone"], recipe["head"]["name"], recipe["policy"]["name"]
+    title = f"{backbone['name']} ({backbone['weights']}) + {head}, {policy}"
+    table = Table(title=title)
+    table.add_column("split")
+    table.add_column("metric")
+    table.add_column("transfer", justify="right")
+    scratch = report.get("scratch")
+    if scratch:
+        table.add_column("scratch", justify="right")
+        table.add_column("difference", justify="right")
+    for split, metrics in report["metrics"].items():
+        for name, value in metrics.items():
+            row = [split, name, f"{value:.4f}"]
+            if scratch:
+                other = scratch["metrics"].get(split, {}).get(name)
+                row += ["-", "-"] if other is None else [f"{other:.4f}", f"{value - other:+.4f}"]
+            table.add_row(*row)
+    return table

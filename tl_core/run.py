@@ -1,0 +1,170 @@
+"""A run's context: where it writes, how it talks, and the event hooks it fires."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from tl_core.recipe import Recipe
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``path`` through a temporary file and a rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+@dataclass
+class RunContext:
+    """Handed to ``tl_train`` and the event hooks: the recipe, the output folder, the console, the state."""
+
+    recipe: Recipe
+    out: Path
+    resume: bool = False
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+    quiet: bool = False
+    name: str = "transfer"  # "transfer" for the main run, "scratch" for the from-scratch comparison
+    info: dict[str, Any] = field(default_factory=dict)  # anything a plugin wants in the report
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.out / "checkpoints"
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, highlight=False)
+
+    def epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Fire ``tl_on_epoch_end`` on every plugin (trainers call this after each epoch)."""
+        from tl_core.plugins import pm
+
+        pm.hook.tl_on_epoch_end(ctx=self, epoch=epoch, metrics=metrics)
+
+
+# ------------------------------------------------------------------ executing a recipe
+
+RESUMABLE = ("train.epochs", "train.patience")  # what may differ between a run and its --resume
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_out_dir(out: Path, recipe: Recipe, resume: bool) -> None:
+    """Refuse to overwrite a finished run, and to resume a different recipe or a run that has no checkpoint."""
+    from tl_core.errors import RunError
+    from tl_core.train import checkpoint_exists
+
+    if resume:
+        if not checkpoint_exists(out):
+            raise RunError(f"--resume: no checkpoint in {out}/checkpoints; start the run without --resume")
+        saved_file = out / "checkpoints" / "recipe.json"
+        if saved_file.is_file():
+            saved, now = _flat(json.loads(saved_file.read_text())), _flat(recipe.resolved())
+            diff = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k) and k not in RESUMABLE]
+            if diff:
+                raise RunError(
+                    f"--resume: the recipe differs from the one {out} was started with at {diff[0]!r} "
+                    f"({saved.get(diff[0])!r} -> {now.get(diff[0])!r}); only {', '.join(RESUMABLE)} may change"
+                )
+    elif (out / "report.json").exists() or checkpoint_exists(out):
+        raise RunError(
+            f"{out} already holds a run; choose another --out, or continue it with --resume"
+        )
+
+
+def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False,
+            console: Console | None = None) -> dict[str, Any]:
+    """Run ``recipe`` into ``out``: check everything, train (and train from scratch when asked), write the run.
+
+    Every user error surfaces before the first file is written: the recipe, the registries, the data, the
+    weights (fetched and hash-checked while the model is built).
+    """
+    import time
+
+    from tl_core.errors import TLError
+    from tl_core.plugins import load_plugins, pm, registry
+    from tl_core.report import build_report, write_run
+
+    load_plugins()
+    console = console or Console(stderr=True)
+    check_out_dir(out, recipe, resume)
+    started = time.perf_counter()
+    fmt = registry("data format").get(recipe.data.format)
+    data = fmt.read(recipe.data, recipe.train.seed)
+    t_data = time.perf_counter()
+    model = pm.hook.tl_build_model(recipe=recipe, data=data)
+    if model is None:
+        raise TLError(f"no installed plugin builds models for task {recipe.task!r}; install the plugin for it")
+    t_model = time.perf_counter()
+    ctx = RunContext(recipe=recipe, out=out, resume=resume, console=console, quiet=quiet)
+    load_report = getattr(getattr(model, "backbone", None), "report", None)
+    if load_report is not None:
+        ctx.log(load_report.summary())
+    for line in getattr(data, "skipped", [])[:5]:
+        ctx.log(f"[yellow]skipped[/] {line}")
+    pm.hook.tl_on_run_start(ctx=ctx)
+    result = pm.hook.tl_train(recipe=recipe, model=model, data=data, ctx=ctx)
+    if result is None:
+        raise TLError(f"no installed plugin trains task {recipe.task!r}")
+    scratch = None
+    if recipe.compare.scratch:
+        scratch = train_scratch(recipe, data, out / "scratch", resume, quiet, console)
+    timings = {
+        "data_seconds": t_data - started,
+        "model_seconds": t_model - t_data,
+        "train_seconds": result.seconds,
+        "total_seconds": time.perf_counter() - started,
+    }
+    report = build_report(recipe, model, data, result, scratch, timings)
+    write_run(out, report, result.model)
+    pm.hook.tl_on_run_end(ctx=ctx, report=report)
+    return report
+
+
+def scratch_recipe(recipe: Recipe) -> Recipe:
+    """The same architecture and budget from random init: every layer trains, at the recipe's learning rate."""
+    data = recipe.resolved()
+    data["backbone"]["weights"] = "none"
+    data["policy"] = {"name": "fine-tune", "backbone_lr_mult": 1.0, "layer_decay": 1.0, "bn": "train"}
+    data["compare"]["scratch"] = False
+    from tl_core.recipe import validate
+
+    return validate(data, "scratch comparison")
+
+
+def train_scratch(recipe: Recipe, data: Any, out: Path, resume: bool, quiet: bool, console: Console) -> Any:
+    from tl_core.plugins import pm
+
+    srecipe = scratch_recipe(recipe)
+    model = pm.hook.tl_build_model(recipe=srecipe, data=data)
+    ctx = RunContext(recipe=srecipe, out=out, resume=resume and (out / "checkpoints").is_dir(),
+                     console=console, quiet=quiet, name="scratch")
+    ctx.log("[bold]from-scratch comparison[/]: same architecture and budget, random init, every layer trains")
+    result = pm.hook.tl_train(recipe=srecipe, model=model, data=data, ctx=ctx)
+    result.info["recipe_changes"] = {"backbone.weights": "none", "policy": srecipe.policy.model_dump()}
+    return result

@@ -1,0 +1,375 @@
+"""The core trainer, on Hugging Face Accelerate (so ``accelerate launch`` runs it on many GPUs or nodes).
+
+AdamW or SGD; cosine, one-cycle or constant learning rate; mixed precision and CUDA when available; gradient
+accumulation; early stopping and best-checkpoint selection on a validation metric; ``--resume`` from the last
+checkpoint; deterministic seeds (the shuffle and the augmentation of epoch *e* depend only on the seed and
+*e*, so a resumed run sees the batches an uninterrupted run would have seen). Freeze policies act through
+:mod:`tl_core.policies`: when a policy unfreezes a layer group, the group joins the optimizer as a new
+parameter group.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tl_core.errors import RunError, TLError
+from tl_core.policies import FreezePolicy, GroupState, apply_plan, param_groups, set_train_mode
+
+if TYPE_CHECKING:
+    import torch
+    from accelerate import Accelerator
+    from torch import nn
+
+    from tl_core.components import LayerGroup
+    from tl_core.recipe import TrainConfig
+    from tl_core.run import RunContext
+
+CHECKPOINT = "last.pt"
+BEST = "best.safetensors"
+
+
+@dataclass
+class TrainResult:
+    """What a trainer hands back: per-epoch history, final metrics per split, and the trained model."""
+
+    model: Any
+    history: list[dict[str, float]]
+    metrics: dict[str, dict[str, float]]
+    best_epoch: int | None = None
+    metric: str | None = None
+    stopped_early: bool = False
+    seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` picks CUDA when there is a GPU; asking for ``cuda`` without one is a user error."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TLError("train.device is 'cuda' but no CUDA device is visible; set train.device: auto or cpu")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_precision(amp: str, device: str) -> str:
+    """Mixed precision for Accelerate: ``auto`` is bf16 (or fp16) on CUDA and none on CPU."""
+    import torch
+
+    if amp == "auto":
+        if device != "cuda":
+            return "no"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if amp != "no" and device != "cuda":
+        raise TLError(f"train.amp: {amp} needs a CUDA device; set train.amp: auto or no on {device}")
+    return amp
+
+
+def make_accelerator(cfg: TrainConfig, changing_groups: bool) -> Accelerator:
+    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+    from accelerate.state import AcceleratorState, GradientState
+
+    device = resolve_device(cfg.device)
+    AcceleratorState._reset_state(reset_partial_state=False)  # one process may run several trainings
+    GradientState._reset_state()
+    return Accelerator(
+        cpu=device == "cpu",
+        mixed_precision=resolve_precision(cfg.amp, device),
+        gradient_accumulation_steps=cfg.grad_accum,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        # a group that a policy unfreezes later has no gradient before then; DDP must be told
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=changing_groups)],
+    )
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """The learning-rate multiplier at optimizer ``step`` of ``total``."""
+    t = min(step / max(total, 1), 1.0)
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    if schedule == "one-cycle":  # 30% linear warm-up from 4%, then cosine down to ~0
+        if t < 0.3:
+            return 0.04 + 0.96 * t / 0.3
+        return 0.5 * (1 + math.cos(math.pi * (t - 0.3) / 0.7))
+    return 1.0
+
+
+def evaluate_outputs(task: str, outputs: torch.Tensor, targets: torch.Tensor, classes: list[str]) -> dict[str, float]:
+    """Merge every plugin's ``tl_evaluate`` answer (the first plugin to name a metric keeps it)."""
+    from tl_core.plugins import load_plugins, pm
+
+    load_plugins()
+    merged: dict[str, float] = {}
+    for answer in reversed(pm.hook.tl_evaluate(task=task, outputs=outputs, targets=targets, class_names=classes)):
+        for key, value in (answer or {}).items():
+            merged.setdefault(key, float(value))
+    return merged
+
+
+class Trainer:
+    """Trains ``model`` (``model.backbone`` + ``model.head``) under a freeze policy, writing checkpoints."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        groups: tuple[LayerGroup, ...],
+        policy: FreezePolicy,
+        cfg: TrainConfig,
+        ctx: RunContext,
+        task: str,
+        classes: list[str],
+    ) -> None:
+        self.model = model
+        self.groups = groups
+        self.policy = policy
+        self.cfg = cfg
+        self.ctx = ctx
+        self.task = task
+        self.classes = classes
+        n = len(groups)
+        self.plans = [policy.plan(n, e, cfg.epochs) for e in range(cfg.epochs)]
+        self._check_metric()
+        self.accelerator = make_accelerator(cfg, changing_groups=len({tuple(p) for p in self.plans}) > 1)
+
+    # -------------------------------------------------------------- pieces
+
+    def _check_metric(self) -> None:
+        """Fail before the first epoch, not after it, when ``train.metric`` is not a metric of the task."""
+        import torch
+
+        n = max(len(self.classes), 2)
+        known = set(evaluate_outputs(self.task, torch.eye(n), torch.arange(n), self.classes)) | {"loss"}
+        if self.cfg.metric not in known:
+            raise TLError(
+                f"train.metric {self.cfg.metric!r} is not computed for task {self.task!r}; "
+                f"choose one of: {', '.join(sorted(known))}"
+            )
+
+    def _optimizer(self, states: list[GroupState]) -> torch.optim.Optimizer:
+        import torch
+
+        groups = param_groups(self.model, self.groups, states, self.cfg.lr)
+        if self.cfg.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=self.cfg.lr, momentum=self.cfg.momentum,
+                                   weight_decay=self.cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    def _loader(self, dataset: Any, shuffle: bool) -> Any:
+        import torch
+        from torch.utils.data import DataLoader
+
+        generator = torch.Generator().manual_seed(self.cfg.seed)
+        return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=shuffle, generator=generator,
+                          num_workers=getattr(self, "num_workers", 0), drop_last=False)
+
+    def _save_checkpoint(self, state: dict[str, Any]) -> None:
+        import io
+
+        import torch
+
+        from tl_core.run import write_atomic, write_json
+
+        if self.accelerator.is_main_process:
+            write_json(self.ctx.checkpoints / "recipe.json", self.ctx.recipe.resolved())
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            write_atomic(self.ctx.checkpoints / CHECKPOINT, buffer.getvalue())
+
+    def _save_best(self) -> None:
+        from safetensors.torch import save_file
+
+        if self.accelerator.is_main_process:
+            self.ctx.checkpoints.mkdir(parents=True, exist_ok=True)
+            state = self.accelerator.unwrap_model(self.model).state_dict()
+            tmp = self.ctx.checkpoints / f".{BEST}.tmp"
+            save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+            tmp.replace(self.ctx.checkpoints / BEST)
+
+    def predict(self, loader: Any) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Outputs, targets and mean loss of the (prepared) model over a (prepared) loader."""
+        import torch
+
+        self.model.eval()
+        outs, tgts = [], []
+        with torch.no_grad():
+            for x, y in loader:
+                out = self.model(x)
+                out, y = self.accelerator.gather_for_metrics((out, y))
+                outs.append(out.float().cpu())
+                tgts.append(y.cpu())
+        outputs, targets = torch.cat(outs), torch.cat(tgts)
+        loss = torch.nn.functional.cross_entropy(outputs, targets).item()
+        return outputs, targets, loss
+
+    def score(self, loader: Any) -> dict[str, float]:
+        outputs, targets, loss = self.predict(loader)
+        metrics = evaluate_outputs(self.task, outputs, targets, self.classes)
+        metrics["loss"] = loss
+        return metrics
+
+    # -------------------------------------------------------------- the loop
+
+    def fit(self, train_set: Any, val_set: Any | None, resume: bool = False) -> TrainResult:
+        import torch
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        cfg, acc = self.cfg, self.accelerator
+        start_time = time.perf_counter()
+        history: list[dict[str, float]] = []
+        best: float | None = None
+        best_epoch: int | None = None
+        bad_epochs = 0
+        start = 0
+        checkpoint: dict[str, Any] | None = None
+        if resume:
+            path = self.ctx.checkpoints / CHECKPOINT
+            if not path.is_file():
+                raise RunError(f"--resume: no checkpoint at {path}; start the run without --resume")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            start = int(checkpoint["epoch"])
+            history, best, best_epoch = checkpoint["history"], checkpoint["best"], checkpoint["best_epoch"]
+            bad_epochs = int(checkpoint["bad_epochs"])
+            self.model.load_state_dict(checkpoint["model"])
+
+        torch.manual_seed(cfg.seed)
+        states = self.plans[min(max(start - 1, 0), cfg.epochs - 1)]
+        apply_plan(self.model, self.groups, states)
+        optimizer = self._optimizer(states)
+        if checkpoint is not None:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        train_loader = self._loader(train_set, shuffle=True)
+        val_loader = self._loader(val_set, shuffle=False) if val_set is not None else None
+        self.model, optimizer, train_loader = acc.prepare(self.model, optimizer, train_loader)
+        if val_loader is not None:
+            val_loader = acc.prepare(val_loader)
+        steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
+        total_steps = steps_per_epoch * cfg.epochs
+        stopped_early = start < cfg.epochs and checkpoint is not None and checkpoint.get("stopped_early", False)
+        if stopped_early:
+            start = cfg.epochs
+
+        progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=self.ctx.console, disable=self.ctx.quiet or not acc.is_main_process, transient=True,
+        )
+        with progress:
+            epochs_task = progress.add_task(f"{self.ctx.name} epochs", total=cfg.epochs, completed=start)
+            for epoch in range(start, cfg.epochs):
+                epoch_start = time.perf_counter()
+                new_states = self.plans[epoch]
+                if new_states != states:
+                    apply_plan(acc.unwrap_model(self.model), self.groups, new_states)
+                    present = {g["name"] for g in optimizer.param_groups}
+                    for group in param_groups(acc.unwrap_model(self.model), self.groups, new_states, cfg.lr):
+                        if group["name"] not in present:
+                            optimizer.add_param_group(group)
+                            self.ctx.log(f"epoch {epoch + 1}: unfroze layer group {group['name']!r} "
+                                         f"(lr {group['lr']:.2e})")
+                    states = new_states
+                set_train_mode(acc.unwrap_model(self.model), self.groups, states)
+                torch.manual_seed(cfg.seed * 100_003 + epoch)  # augmentation of this epoch
+                train_loader.set_epoch(epoch)
+                batches = progress.add_task(f"epoch {epoch + 1}", total=len(train_loader))
+                total_loss, seen, correct = 0.0, 0, 0
+                for i, (x, y) in enumerate(train_loader):
+                    step = epoch * steps_per_epoch + i // cfg.grad_accum
+                    for group in optimizer.param_groups:
+                        group["lr"] = group["base_lr"] * lr_factor(cfg.schedule, step, total_steps)
+                    with acc.accumulate(self.model):
+                        out = self.model(x)
+                        loss = torch.nn.functional.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
+                        acc.backward(loss)
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+                    total_loss += loss.detach().item() * len(y)
+                    correct += (out.detach().argmax(1) == y).sum().item()
+                    seen += len(y)
+                    progress.advance(batches)
+                progress.remove_task(batches)
+                row: dict[str, float] = {
+                    "epoch": epoch + 1,
+                    "train_loss": total_loss / max(seen, 1),
+                    "train_accuracy": correct / max(seen, 1),
+                    "lr": optimizer.param_groups[0]["lr"],
+                }
+                if val_loader is not None:
+                    val = self.score(val_loader)
+                    row.update({f"val_{k}": v for k, v in val.items()})
+                    current = val[cfg.metric] if cfg.metric != "loss" else -val["loss"]
+                else:
+                    current = -row["train_loss"]
+                row["seconds"] = time.perf_counter() - epoch_start
+                history.append(row)
+                improved = best is None or current > best
+                if improved:
+                    best, best_epoch, bad_epochs = current, epoch + 1, 0
+                    self._save_best()
+                else:
+                    bad_epochs += 1
+                stop = cfg.patience is not None and bad_epochs >= cfg.patience
+                self._save_checkpoint({
+                    "epoch": epoch + 1, "model": acc.unwrap_model(self.model).state_dict(),
+                    "optimizer": optimizer.state_dict(), "history": history, "best": best,
+                    "best_epoch": best_epoch, "bad_epochs": bad_epochs, "stopped_early": stop,
+                })
+                self.ctx.log(_epoch_line(row, cfg.epochs, self.ctx.name))
+                self.ctx.epoch_end(epoch + 1, row)
+                progress.advance(epochs_task)
+                if stop:
+                    stopped_early = True
+                    self.ctx.log(f"early stop: no better {cfg.metric} for {cfg.patience} epochs")
+                    break
+
+        model = acc.unwrap_model(self.model)
+        best_file = self.ctx.checkpoints / BEST
+        if best_file.is_file():
+            from safetensors.torch import load_file
+
+            model.load_state_dict(load_file(str(best_file)))
+        self.model = model
+        return TrainResult(
+            model=model, history=history, metrics={}, best_epoch=best_epoch,
+            metric=cfg.metric, stopped_early=stopped_early, seconds=time.perf_counter() - start_time,
+        )
+
+
+def _epoch_line(row: dict[str, float], epochs: int, name: str) -> str:
+    parts = [f"[bold]{name}[/] epoch {int(row['epoch'])}/{epochs}", f"loss {row['train_loss']:.4f}"]
+    parts += [f"{k} {v:.4f}" for k, v in row.items() if k.startswith("val_")]
+    parts.append(f"{row['seconds']:.1f}s")
+    return "  ".join(parts)
+
+
+def run_trainer(
+    model: nn.Module,
+    groups: tuple[LayerGroup, ...],
+    policy: FreezePolicy,
+    cfg: TrainConfig,
+    ctx: RunContext,
+    task: str,
+    classes: list[str],
+    train_set: Any,
+    val_set: Any | None,
+    test_set: Any | None,
+    num_workers: int = 0,
+) -> TrainResult:
+    """Fit, then score the best model on val and test."""
+    trainer = Trainer(model, groups, policy, cfg, ctx, task, classes)
+    trainer.num_workers = num_workers
+    result = trainer.fit(train_set, val_set, resume=ctx.resume)
+    trainer.model = trainer.accelerator.prepare(result.model)
+    for split, dataset in (("val", val_set), ("test", test_set)):
+        if dataset is not None:
+            result.metrics[split] = trainer.score(trainer.accelerator.prepare(trainer._loader(dataset, False)))
+    result.model = trainer.accelerator.unwrap_model(trainer.model)
+    return result
+
+
+def checkpoint_exists(out: Path) -> bool:
+    return (out / "checkpoints" / CHECKPOINT).is_file()
+

