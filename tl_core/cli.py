@@ -209,7 +209,14 @@ def report(
               f"feature cache: {'used' if cache.get('used') else 'not used (' + str(cache.get('reason')) + ')'}")
 
 
+_plugin_commands_added = False
+
+
 def _add_plugin_commands() -> None:
+    global _plugin_commands_added
+    if _plugin_commands_added:
+        return
+    _plugin_commands_added = True
     from tl_core.plugins import load_plugins, pm
 
     load_plugins()

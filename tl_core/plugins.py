@@ -174,3 +174,13 @@ def registry(kind: str) -> Registry[Any]:
             reg.register(item.name, item, plugin=name)
     _registries[kind] = reg
     return reg
+
+
+def reset() -> None:
+    """Forget every plugin and filled registry; the next use loads them again (for tests)."""
+    global _loaded
+    for _, plugin in list(pm.list_name_plugin()):
+        pm.unregister(plugin)
+    _plugins.clear()
+    _registries.clear()
+    _loaded = False
