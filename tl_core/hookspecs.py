@@ -40,8 +40,9 @@ def tl_register_heads(register: Callable[[HeadSpec], None]) -> None:
 
 
 @hookspec
-def tl_register_policies(register: Callable[[FreezePolicy], None]) -> None:
-    """Register freeze policies by calling ``register(policy)`` with a :class:`tl_core.policies.FreezePolicy`."""
+def tl_register_policies(register: Callable[[type[FreezePolicy]], None]) -> None:
+    """Register freeze policies by calling ``register(PolicyClass)`` with a :class:`tl_core.policies.FreezePolicy`
+    subclass; the class attributes ``name``, ``description``, ``batchnorm`` and ``Options`` describe it."""
 
 
 @hookspec
