@@ -46,7 +46,9 @@ def tiny_spec(weights=()):
         factory=tiny_factory,
         feature_dim=16,
         layer_groups=(
-            LayerGroup("stem", ("features.0",)), LayerGroup("middle", ("features.1",)), LayerGroup("top", ("features.2",))
+            LayerGroup("stem", ("features.0",)),
+            LayerGroup("middle", ("features.1",)),
+            LayerGroup("top", ("features.2",)),
         ),
         weights=tuple(weights),
         input=InputSpec(size=16, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),

@@ -120,7 +120,8 @@ def write_curves(path: Path, report: dict[str, Any]) -> None:
     ax_metric.set(xlabel="epoch", ylabel=metric, title=metric)
     for ax in (ax_loss, ax_metric):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)

@@ -296,6 +296,7 @@ class Trainer:
                     "train_loss": total_loss / max(seen, 1),
                     "train_accuracy": correct / max(seen, 1),
                     "lr": optimizer.param_groups[0]["lr"],
+                    "trainable_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
                 }
                 if val_loader is not None:
                     val = self.score(val_loader)

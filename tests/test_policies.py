@@ -1,0 +1,136 @@
+"""Freeze policies, end to end: parameters (and BatchNorm statistics) that must not change do not change."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_recipe
+
+from tl_core.plugins import registry
+from tl_core.policies import FeatureExtraction, FineTune, FreezeFirst, GradualUnfreeze, ProbeThenFineTune
+from tl_core.recipe import validate
+from tl_core.run import execute
+
+GROUPS = {"stem": "backbone.features.0.", "middle": "backbone.features.1.", "top": "backbone.features.2."}
+
+
+def run(tmp_path, image_folder, policy: dict, epochs: int = 2, **train):
+    """Train the tiny backbone under ``policy``; return (initial state, final state, report, log)."""
+    from rich.console import Console
+
+    recipe = validate(tiny_recipe(image_folder, policy=policy, data={"cache_features": False},
+                                  train={"epochs": epochs, **train}))
+    console = Console(record=True, width=200)
+    out = tmp_path / "run"
+    report = execute(recipe, out, console=console)
+    final = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["model"]
+    initial = {f"backbone.{k}": v for k, v in torch.load(report["load_report"]["file"], weights_only=True).items()}
+    return initial, final, report, console.export_text()
+
+
+def changed(initial, final, group: str, kind: str = "all") -> set[bool]:
+    """For every tensor of ``group``: did it change? ``kind``: all, params (no BN buffers), bn-stats, bn-affine."""
+    out = set()
+    for key, value in final.items():
+        if not key.startswith(GROUPS[group]) or key.endswith("num_batches_tracked"):
+            continue
+        is_stat = key.endswith(("running_mean", "running_var"))
+        is_bn_affine = ".1." in key[len(GROUPS[group]) - 1:] and key.endswith(("weight", "bias"))
+        if kind == "bn-stats" and not is_stat or kind == "bn-affine" and not is_bn_affine:
+            continue
+        if kind == "params" and is_stat:
+            continue
+        out.add(not torch.equal(value, initial[key]))
+    return out
+
+
+def test_feature_extraction_leaves_the_backbone_bit_identical(tiny_plugin, image_folder, tmp_path):
+    initial, final, report, _ = run(tmp_path, image_folder, {"name": "feature-extraction"})
+    for group in GROUPS:
+        assert changed(initial, final, group) == {False}, group  # BN running stats included
+    assert report["parameters"]["trainable"] == 16 * 3 + 3  # the linear head only
+
+
+def test_fine_tune_trains_everything_at_a_lower_backbone_lr(tiny_plugin, image_folder, tmp_path):
+    initial, final, report, _ = run(tmp_path, image_folder, {"name": "fine-tune", "backbone_lr_mult": 0.1,
+                                                             "layer_decay": 0.5}, schedule="constant")
+    for group in GROUPS:
+        assert changed(initial, final, group) == {True}, group
+    rows = {r["group"]: r["lr"] for r in _inspect(image_folder, {"name": "fine-tune", "backbone_lr_mult": 0.1,
+                                                                 "layer_decay": 0.5})}
+    assert rows == pytest.approx({"stem": 0.01 * 0.1 * 0.25, "middle": 0.01 * 0.1 * 0.5, "top": 0.01 * 0.1,
+                                  "head": 0.01})
+
+
+def test_freeze_first_freezes_the_first_groups_and_their_batchnorm(tiny_plugin, image_folder, tmp_path):
+    initial, final, _, _ = run(tmp_path, image_folder, {"name": "freeze-first", "groups": 2})
+    assert changed(initial, final, "stem") == {False}
+    assert changed(initial, final, "middle") == {False}  # running stats included: frozen BN stays in eval mode
+    assert changed(initial, final, "top") == {True}
+
+
+def test_gradual_unfreeze_adds_one_group_per_step_from_the_top(tiny_plugin, image_folder, tmp_path):
+    initial, final, report, log = run(tmp_path, image_folder, {"name": "gradual-unfreeze", "every": 1}, epochs=3)
+    assert changed(initial, final, "stem") == {False}
+    assert changed(initial, final, "middle") == {True}
+    assert changed(initial, final, "top") == {True}
+    assert "epoch 2: unfroze layer group 'top'" in log and "epoch 3: unfroze layer group 'middle'" in log
+    trainable = [row["trainable_params"] for row in report["epochs"]]
+    assert trainable[0] < trainable[1] < trainable[2]
+
+
+def test_gradual_unfreeze_plan():
+    policy = GradualUnfreeze(every=2)
+    trainable = [[s.trainable for s in policy.plan(3, epoch, 8)] for epoch in range(8)]
+    assert trainable == [[False] * 3] * 2 + [[False, False, True]] * 2 + [[False, True, True]] * 2 + [[True] * 3] * 2
+
+
+def test_probe_then_fine_tune(tiny_plugin, image_folder, tmp_path):
+    initial, final, _, _ = run(tmp_path / "a", image_folder, {"name": "probe-then-fine-tune", "probe_epochs": 1},
+                               epochs=1)
+    assert all(changed(initial, final, g) == {False} for g in GROUPS)  # probe only: backbone untouched
+    initial, final, _, log = run(tmp_path / "b", image_folder, {"name": "probe-then-fine-tune", "probe_epochs": 1},
+                                 epochs=2)
+    assert all(changed(initial, final, g) == {True} for g in GROUPS)
+    assert "epoch 2: unfroze layer group 'top'" in log
+
+
+def test_bn_freeze_stats_keeps_statistics_but_trains_affine(tiny_plugin, image_folder, tmp_path):
+    initial, final, _, _ = run(tmp_path, image_folder, {"name": "fine-tune", "bn": "freeze-stats"})
+    for group in GROUPS:
+        assert changed(initial, final, group, "bn-stats") == {False}
+        assert changed(initial, final, group, "bn-affine") == {True}
+
+
+def test_bn_freeze_keeps_statistics_and_affine(tiny_plugin, image_folder, tmp_path):
+    initial, final, _, _ = run(tmp_path, image_folder, {"name": "fine-tune", "bn": "freeze"})
+    for group in GROUPS:
+        assert changed(initial, final, group, "bn-stats") == {False}
+        assert changed(initial, final, group, "bn-affine") == {False}
+        assert changed(initial, final, group, "params") == {True, False}  # convs train, BN does not
+
+
+def test_every_policy_states_its_batchnorm_behaviour():
+    for policy in (FeatureExtraction, FineTune, FreezeFirst, GradualUnfreeze, ProbeThenFineTune):
+        assert policy.batchnorm and policy.description
+        assert registry("policy").get(policy.name) is policy
+
+
+def _inspect(image_folder, policy):
+    from tl_core.inspect import inspect_recipe
+
+    return inspect_recipe(validate(tiny_recipe(image_folder, policy=policy)))
+
+
+def test_inspect_shows_groups_counts_bn_and_lr(tiny_plugin, image_folder, write_recipe, cli):
+    import json
+
+    recipe = write_recipe(tiny_recipe(image_folder, policy={"name": "freeze-first", "groups": 1}))
+    code, stdout, _ = cli("inspect", recipe, "--json")
+    rows = json.loads(stdout)
+    assert [r["group"] for r in rows] == ["stem", "middle", "top", "head"]
+    assert [r["trainable"] for r in rows] == [False, True, True, True]
+    assert [r["batchnorm"] for r in rows[:3]] == ["freeze", "train", "train"]
+    assert rows[0]["parameters"] == 3 * 8 * 9 + 2 * 8  # conv + BN affine of the stem
+    code, stdout, _ = cli("inspect", recipe)
+    assert "trainable" in stdout and "frozen" in stdout
