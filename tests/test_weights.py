@@ -160,3 +160,40 @@ def test_a_local_file_of_a_known_entry_is_held_to_its_hash(tmp_path):
 def test_none_means_random_init():
     built = build_backbone(registry("backbone").get("mobilenet_v2"), "none")
     assert built.entry is None and built.report is None
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A local HTTP server (loopback only) serving ``tmp_path/served``: the real download code, no internet."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_url_download_is_verified_and_cached(http_server, tiny_weights_file, monkeypatch):
+    import shutil
+
+    from tl_core.weights import cache_dir
+
+    root, base = http_server
+    shutil.copy(tiny_weights_file, root / "tiny.pt")
+    digest = hashlib.sha256(tiny_weights_file.read_bytes()).hexdigest()
+    entry = entry_for("x", source="url", location=f"{base}/tiny.pt", sha256=digest[:8])
+    path = fetch(entry)
+    assert path == cache_dir() / "weights" / "tiny.pt" and path.read_bytes() == tiny_weights_file.read_bytes()
+    (root / "tiny.pt").unlink()
+    assert fetch(entry) == path  # the second time comes from the cache
+
+    (root / "tampered.pt").write_bytes(b"not the weights")
+    with pytest.raises(WeightsError, match="has sha256"):
+        fetch(entry_for("x", source="url", location=f"{base}/tampered.pt", sha256=digest))
+    assert not list((cache_dir() / "weights").glob("tampered*"))  # nothing half-kept

@@ -164,7 +164,11 @@ def run(
     from tl_core.report import summary_table
     from tl_core.run import execute
 
-    report = execute(load_recipe(recipe, set_), out_dir, resume=resume, quiet=quiet, console=err)
+    try:
+        report = execute(load_recipe(recipe, set_), out_dir, resume=resume, quiet=quiet, console=err)
+    except KeyboardInterrupt:
+        err.print(f"interrupted; continue with: tl run {recipe} --out {out_dir} --resume")
+        raise typer.Exit(130) from None
     out.print(summary_table(report))
     out.print(f"wrote {out_dir}/report.json, metrics.csv, curves.png, model.safetensors")
 
@@ -227,24 +231,10 @@ def main() -> None:
     """Entry point: user errors become one line and exit code 2; bugs keep their traceback."""
     try:
         _add_plugin_commands()
-        app(standalone_mode=False)
+        app()
     except TLError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("interrupted; continue with --resume")
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
 
 
 if __name__ == "__main__":

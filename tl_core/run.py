@@ -113,10 +113,14 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     load_plugins()
     console = console or Console(stderr=True)
     check_out_dir(out, recipe, resume)
+    from tl_core.train import resolve_device, resolve_precision
+
+    resolve_precision(recipe.train.amp, resolve_device(recipe.train.device))  # fail before any work
     started = time.perf_counter()
     fmt = registry("data format").get(recipe.data.format)
     data = fmt.read(recipe.data, recipe.train.seed)
     t_data = time.perf_counter()
+    seed_everything(recipe.train.seed)  # the new head's initial weights come from the seed too
     model = pm.hook.tl_build_model(recipe=recipe, data=data)
     if model is None:
         raise TLError(f"no installed plugin builds models for task {recipe.task!r}; install the plugin for it")
@@ -146,6 +150,13 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     return report
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) through Accelerate."""
+    from accelerate.utils import set_seed
+
+    set_seed(seed)
+
+
 def scratch_recipe(recipe: Recipe) -> Recipe:
     """The same architecture and budget from random init: every layer trains, at the recipe's learning rate."""
     data = recipe.resolved()
@@ -161,6 +172,7 @@ def train_scratch(recipe: Recipe, data: Any, out: Path, resume: bool, quiet: boo
     from tl_core.plugins import pm
 
     srecipe = scratch_recipe(recipe)
+    seed_everything(srecipe.train.seed)
     model = pm.hook.tl_build_model(recipe=srecipe, data=data)
     ctx = RunContext(recipe=srecipe, out=out, resume=resume and (out / "checkpoints").is_dir(),
                      console=console, quiet=quiet, name="scratch")

@@ -143,10 +143,13 @@ def fetch(entry: WeightsEntry) -> Path:
     raise WeightsError(f"weights {entry.name}: unknown source {entry.source!r} (url, hf, file or package)")
 
 
-def _download_url(entry: WeightsEntry) -> Path:
+def _download_url(entry: WeightsEntry, timeout: float = 30.0) -> Path:
+    """Download into the cache through a ``.partial`` file, with a progress bar; verify before keeping it."""
+    import shutil
     import urllib.error
+    import urllib.request
 
-    from torch.hub import download_url_to_file
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
     target = cache_dir() / "weights" / Path(entry.location.split("?")[0]).name
     if target.is_file():
@@ -154,7 +157,14 @@ def _download_url(entry: WeightsEntry) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     try:
-        download_url_to_file(entry.location, str(partial), progress=True)
+        with urllib.request.urlopen(entry.location, timeout=timeout) as response, open(partial, "wb") as fh:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                          transient=True) as progress:
+                task = progress.add_task(f"downloading {target.name}", total=total)
+                while block := response.read(1 << 20):
+                    fh.write(block)
+                    progress.advance(task, len(block))
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         partial.unlink(missing_ok=True)
         raise WeightsError(
@@ -166,7 +176,7 @@ def _download_url(entry: WeightsEntry) -> Path:
     except WeightsError:
         partial.unlink(missing_ok=True)
         raise
-    partial.replace(target)
+    shutil.move(partial, target)
     return target
 
 
