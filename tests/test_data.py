@@ -51,7 +51,8 @@ def test_stratified_split_keeps_class_proportions():
 
 def test_undecodable_files_are_skipped_counted_and_named_in_the_report(tiny_plugin, image_folder, write_recipe, cli,
                                                                        tmp_path):
-    (image_folder / "class_0" / "truncated.png").write_bytes((image_folder / "class_0" / "img_000.png").read_bytes()[:60])
+    png = (image_folder / "class_0" / "img_000.png").read_bytes()
+    (image_folder / "class_0" / "truncated.png").write_bytes(png[:60])
     (image_folder / "class_1" / "notes.txt").write_text("not an image")
     recipe = write_recipe(tiny_recipe(image_folder, train={"epochs": 1}))
     code, _, stderr = cli("run", recipe, "--out", tmp_path / "run")
