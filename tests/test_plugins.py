@@ -176,3 +176,61 @@ def test_registry_unknown_name_suggests_close_matches():
     with pytest.raises(RegistryError, match="known: convnext_tiny, resnet18, resnet50"):
         reg.get("vit")
     assert reg.names() == ["convnext_tiny", "resnet18", "resnet50"]
+
+
+def test_event_hook_that_raises_switches_its_plugin_off_and_the_run_goes_on(tiny_plugin, image_folder,
+                                                                            write_recipe, cli, tmp_path, capsys):
+    from conftest import tiny_recipe
+
+    from tl_core import hookimpl
+
+    class FlakyLogger:
+        calls = 0
+
+        @hookimpl
+        def tl_on_epoch_end(self, ctx, epoch, metrics):
+            FlakyLogger.calls += 1
+            raise ConnectionError("alert service down")
+
+        @hookimpl
+        def tl_on_run_start(self, ctx):
+            ctx.info["logger"] = {"url": "https://alerts.example"}  # ends up in the report
+
+    plugins.register_plugin(FlakyLogger(), "flaky")
+    try:
+        recipe = write_recipe(tiny_recipe(image_folder, train={"epochs": 3}))
+        code, _, stderr = cli("run", recipe, "--out", tmp_path / "run", "--quiet")
+        assert code == 0, stderr
+        assert "plugin 'flaky' switched off: tl_on_epoch_end raised ConnectionError: alert service down" in stderr
+        assert FlakyLogger.calls == 1  # switched off after the first failure
+        report = json.loads((tmp_path / "run" / "report.json").read_text())
+        assert report["logger"] == {"url": "https://alerts.example"} and len(report["epochs"]) == 3
+        assert by_name()["flaky"].status == "failed"
+    finally:
+        plugins.unregister_plugin("flaky")
+
+
+def test_plugin_failing_a_registration_hook_is_switched_off_entirely(fake_dist):
+    fake_dist({"half": """
+        from tl_core import hookimpl
+        from tl_core.components import HeadSpec
+
+        @hookimpl
+        def tl_register_heads(register):
+            register(HeadSpec("half-head", factory=None))
+
+        @hookimpl
+        def tl_register_policies(register):
+            raise RuntimeError("broken policies")
+    """})
+    assert "half-head" in plugins.registry("head")
+    plugins.registry("policy")
+    assert "half-head" not in plugins.registry("head")  # refilled without the switched-off plugin
+    assert by_name()["half"].status == "failed"
+
+
+def test_allow_list_naming_a_plugin_that_is_not_installed(fake_dist, monkeypatch):
+    monkeypatch.setenv("TL_PLUGINS", "good,medcal")
+    fake_dist({"good": GOOD})
+    info = by_name()["medcal"]
+    assert info.status == "missing" and "not installed" in info.reason

@@ -142,3 +142,32 @@ def test_shipped_recipes_validate(name, image_folder):
     assert name in registry("recipe")
     r = load_recipe(name, [f"data.path={image_folder}"])
     assert r.backbone.weights == "imagenet"
+
+
+def test_data_format_options_are_validated_by_the_format(tiny_plugin, image_folder, write_recipe):
+    from pydantic import BaseModel, ConfigDict
+
+    from tl_core import hookimpl
+    from tl_core.components import DataFormat
+    from tl_core.plugins import register_plugin, unregister_plugin
+
+    class Windows(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        window: str = "lung"
+
+    class Formats:
+        @hookimpl
+        def tl_register_datasets(self, register):
+            register(DataFormat("ct-folder", "image-classification", read=None, options=Windows))
+
+    register_plugin(Formats(), "formats")
+    try:
+        path = write_recipe(tiny_recipe(image_folder, data={"format": "ct-folder", "options": {"window": "bone"}}))
+        assert load_recipe(str(path)).data.options == {"window": "bone"}
+        assert load_recipe(str(path), ["data.options.window=brain"]).data.options == {"window": "brain"}
+        with pytest.raises(RecipeError, match=r"unknown key 'data.options.windw' \(did you mean 'window'"):
+            load_recipe(str(path), ["data.options.windw=brain"])
+    finally:
+        unregister_plugin("formats")
+    with pytest.raises(RecipeError, match="'data.options.window': data format 'image-folder' takes no options"):
+        load_recipe(str(path), ["data.format=image-folder"])

@@ -221,10 +221,9 @@ def _add_plugin_commands() -> None:
     if _plugin_commands_added:
         return
     _plugin_commands_added = True
-    from tl_core.plugins import load_plugins, pm
+    from tl_core.plugins import call_each
 
-    load_plugins()
-    pm.hook.tl_add_commands(cli=app)
+    call_each("tl_add_commands", cli=app)
 
 
 def main() -> None:

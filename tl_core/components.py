@@ -95,13 +95,15 @@ class DataFormat:
     object, splits included (the core's: :class:`tl_core.data.ClassificationData`). ``read_split(path, strict,
     classes)`` reads one more set of the same format against a finished run's classes (``tl evaluate``).
     Both raise :class:`tl_core.errors.DataError` for unusable data, and skip-and-count undecodable files unless
-    ``strict``.
+    ``strict``. ``options`` is a pydantic model class validating the recipe's ``data.options`` mapping (for
+    example CT windows of a medical format); ``read`` finds the validated values in ``config.options``.
     """
 
     name: str
     task: str
     read: Callable[..., Any]
     read_split: Callable[..., Any] | None = None
+    options: type[pydantic.BaseModel] | None = None
     description: str = ""
 
 

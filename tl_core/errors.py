@@ -34,10 +34,6 @@ class RunError(TLError):
     """A run directory that cannot be used: no checkpoint to resume, no report to read."""
 
 
-class PluginError(TLError):
-    """A plugin that cannot be used as asked (for example a plugin named in TL_PLUGINS that does not exist)."""
-
-
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choices, or ``""`` when nothing is close."""
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)

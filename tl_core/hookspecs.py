@@ -73,7 +73,7 @@ def tl_build_model(recipe: Recipe, data: Any) -> Any | None:
     """Assemble the model for ``recipe.task``, its head sized from ``data`` (e.g. ``len(data.classes)``).
 
     ``data`` is what the recipe's data format read. Return ``None`` for tasks you do not handle. The core answers
-    last for ``image-classification`` with a :class:`tl_core.model.Classifier` (registry backbone with its
+    last for ``image-classification`` with a :class:`tl_core.classifier.Classifier` (registry backbone with its
     weights loaded and reported, plus a registry head).
     """
 
@@ -83,8 +83,10 @@ def tl_train(recipe: Recipe, model: Any, data: Any, ctx: RunContext) -> TrainRes
     """Train ``model`` on ``data`` as ``recipe`` says, writing checkpoints under ``ctx.out``.
 
     A domain with a native trainer (ultralytics, the HF Trainer) answers for its task and returns a
-    :class:`tl_core.train.TrainResult`. The core trainer answers last, for any model it can drive.
-    Implementations must call ``ctx.epoch_end(epoch, metrics)`` after each epoch so that event hooks fire.
+    :class:`tl_core.train.TrainResult` whose ``history`` rows hold at least ``epoch`` and ``train_loss``. The
+    core trainer answers last, for the core's :class:`tl_core.classifier.Classifier`. Implementations call
+    ``ctx.epoch_end(epoch, metrics)`` after each epoch so that event hooks fire. With ``compare.scratch`` it is
+    called a second time, with ``ctx.name == "scratch"``.
     """
 
 
@@ -101,7 +103,11 @@ def tl_evaluate(
 
 @hookspec
 def tl_on_run_start(ctx: RunContext) -> None:
-    """Called once when a run starts (after validation, before training), with the run's context."""
+    """Called once when a run starts (after validation, before training), with the run's context.
+
+    What a plugin puts in ``ctx.info`` ends up in ``report.json``. An event hook that raises is reported and
+    its plugin switched off; the run goes on.
+    """
 
 
 @hookspec

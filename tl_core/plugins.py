@@ -111,11 +111,15 @@ def load_plugins() -> None:
             _plugins[ep.name] = info
             continue
         _register(ep.name, module, info)
+    for name in sorted((allow or set()) - set(_plugins)):
+        _plugins[name] = PluginInfo(name, "?", status="missing", reason="named in TL_PLUGINS but not installed")
 
 
 def register_plugin(module: object, name: str) -> None:
     """Register an in-process plugin (tests, notebooks) and forget filled registries so they refill."""
     load_plugins()
+    if name in _plugins:
+        raise ValueError(f"a plugin called {name!r} is already registered")
     _register(name, module, PluginInfo(name, getattr(module, "__name__", repr(module))))
     _registries.clear()
 
@@ -135,6 +139,33 @@ def plugins() -> list[PluginInfo]:
     for kind in REGISTRATION_HOOKS:
         registry(kind)
     return list(_plugins.values())
+
+
+def _switch_off(plugin: object, name: str, reason: str) -> None:
+    """Record a plugin's failure and unregister it, so that none of its hooks runs half-working; registries it
+    already filled are refilled without it on next use."""
+    info = _plugins.get(name)
+    if info is not None:
+        info.status, info.reason = "failed", reason
+    if pm.is_registered(plugin):
+        pm.unregister(plugin)
+    for kind in [k for k in _registries]:
+        del _registries[kind]
+    print(f"tl: plugin {name!r} switched off: {reason}", file=sys.stderr)
+
+
+def call_each(hookname: str, **kwargs: Any) -> None:
+    """Call an event hook on every plugin; a plugin that raises is switched off and named, the others go on.
+
+    ``KeyboardInterrupt`` and other ``BaseException``s still stop the run.
+    """
+    load_plugins()
+    for impl in reversed(getattr(pm.hook, hookname).get_hookimpls()):
+        try:
+            impl.function(**{k: kwargs[k] for k in impl.argnames})
+        except Exception as exc:
+            name = _plugin_name(impl.plugin)
+            _switch_off(impl.plugin, name, f"{hookname} raised {type(exc).__name__}: {exc}")
 
 
 def _plugin_name(plugin: object) -> str:
@@ -164,11 +195,7 @@ def registry(kind: str) -> Registry[Any]:
                 if item.name in reg:
                     reg.register(item.name, item, plugin=name)  # raises: duplicate across plugins
         except Exception as exc:
-            info = _plugins.get(name)
-            if info is not None:
-                info.status = "failed"
-                info.reason = f"{hookname} raised {type(exc).__name__}: {exc}"
-            print(f"tl: plugin {name!r} failed in {hookname}: {exc}", file=sys.stderr)
+            _switch_off(impl.plugin, name, f"{hookname} raised {type(exc).__name__}: {exc}")
             continue
         for item in collected:
             reg.register(item.name, item, plugin=name)

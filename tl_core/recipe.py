@@ -63,6 +63,7 @@ class DataConfig(_Section):
     strict: bool = Field(False, description="true: an undecodable file is an error instead of being skipped")
     num_workers: int = Field(0, ge=0)
     cache_features: bool = True
+    options: dict[str, Any] = Field(default_factory=dict, description="options of the data format, if it has any")
 
 
 class TrainConfig(_Section):
@@ -202,7 +203,8 @@ def apply_set(data: dict[str, Any], assignment: str) -> dict[str, Any]:
         raise RecipeError(f"--set {key}: no such recipe key{did_you_mean(parts[0], top)}")
     if len(parts) > 1 and parts[0] in SECTIONS and parts[0] not in ("head", "policy"):
         fields = _known_keys(parts[0])
-        if parts[1] not in fields or len(parts) > 2:
+        nested_ok = parts[:2] == ["data", "options"]
+        if parts[1] not in fields or (len(parts) > 2 and not nested_ok):
             full = [f"{parts[0]}.{f}" for f in fields]
             raise RecipeError(f"--set {key}: no such recipe key{did_you_mean(key, full)}")
     try:
@@ -246,10 +248,12 @@ def validate(data: dict[str, Any], origin: str = "recipe") -> Recipe:
     return recipe
 
 
-def _check_options(model: type[BaseModel] | None, options: dict[str, Any], key: str, origin: str) -> dict[str, Any]:
+def _check_options(
+    model: type[BaseModel] | None, options: dict[str, Any], key: str, origin: str, owner: str
+) -> dict[str, Any]:
     if model is None:
         if options:
-            raise RecipeError(f"{origin}: unknown key '{key}.{next(iter(options))}': this {key} takes no options")
+            raise RecipeError(f"{origin}: unknown key '{key}.{next(iter(options))}': {owner} takes no options")
         return {}
     try:
         return model.model_validate(options).model_dump()
@@ -294,8 +298,11 @@ def check_names(recipe: Recipe, origin: str = "recipe") -> None:
         except Exception as exc:
             raise RecipeError(f"{origin}: backbone.weights: {exc}") from None
     for key, model, section in (("head", head.options, recipe.head), ("policy", policy.Options, recipe.policy)):
-        for k, v in _check_options(model, section.options, key, origin).items():
+        for k, v in _check_options(model, section.options, key, origin, f"{key} {section.name!r}").items():
             setattr(section, k, v)
+    recipe.data.options = _check_options(
+        fmt.options, recipe.data.options, "data.options", origin, f"data format {fmt.name!r}"
+    )
 
 
 def load_recipe(source: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

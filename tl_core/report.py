@@ -111,7 +111,8 @@ def write_curves(path: Path, report: dict[str, Any]) -> None:
         runs.append(("scratch", report["scratch"]["epochs"]))
     for name, rows in runs:
         epochs = [r["epoch"] for r in rows]
-        ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker=".", label=f"{name} train")
+        if rows and "train_loss" in rows[0]:
+            ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker=".", label=f"{name} train")
         if rows and "val_loss" in rows[0]:
             ax_loss.plot(epochs, [r["val_loss"] for r in rows], marker=".", linestyle="--", label=f"{name} val")
         if rows and metric in rows[0]:

@@ -54,9 +54,9 @@ class RunContext:
 
     def epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         """Fire ``tl_on_epoch_end`` on every plugin (trainers call this after each epoch)."""
-        from tl_core.plugins import pm
+        from tl_core.plugins import call_each
 
-        pm.hook.tl_on_epoch_end(ctx=self, epoch=epoch, metrics=metrics)
+        call_each("tl_on_epoch_end", ctx=self, epoch=epoch, metrics=metrics)
 
 
 # ------------------------------------------------------------------ executing a recipe
@@ -107,7 +107,7 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     import time
 
     from tl_core.errors import TLError
-    from tl_core.plugins import load_plugins, pm, registry
+    from tl_core.plugins import call_each, load_plugins, pm, registry
     from tl_core.report import build_report, write_run
 
     load_plugins()
@@ -131,7 +131,7 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
         ctx.log(load_report.summary())
     for line in getattr(data, "skipped", [])[:5]:
         ctx.log(f"[yellow]skipped[/] {line}")
-    pm.hook.tl_on_run_start(ctx=ctx)
+    call_each("tl_on_run_start", ctx=ctx)
     result = pm.hook.tl_train(recipe=recipe, model=model, data=data, ctx=ctx)
     if result is None:
         raise TLError(f"no installed plugin trains task {recipe.task!r}")
@@ -145,8 +145,9 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
         "total_seconds": time.perf_counter() - started,
     }
     report = build_report(recipe, model, data, result, scratch, timings)
+    report.update({k: v for k, v in ctx.info.items() if k not in report})
     write_run(out, report, result.model)
-    pm.hook.tl_on_run_end(ctx=ctx, report=report)
+    call_each("tl_on_run_end", ctx=ctx, report=report)
     return report
 
 
