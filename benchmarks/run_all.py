@@ -1,0 +1,13 @@
+"""Run every benchmark, one process at a time (two torch processes at once oversubscribe the cores)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+for script in ("bench_cli.py", "bench_finetune.py", "bench_frozen.py"):
+    print(f"== {script}", flush=True)
+    subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE)
