@@ -85,7 +85,8 @@ def main() -> None:
     print(f"step time, tl trainer         {s_tl * 1000:7.1f} ms   tl/hand {s_tl / s_hand:6.3f}x   "
           f"(overhead {100 * (s_tl / s_hand - 1):+.1f}%, target <= 5%)")
     print(f"whole call, hand-written loop {t_hand:7.2f} s")
-    print(f"whole call, tl trainer        {t_tl:7.2f} s   tl/hand {t_tl / t_hand:6.3f}x   (fixed costs of a run included)")
+    print(f"whole call, tl trainer        {t_tl:7.2f} s   tl/hand {t_tl / t_hand:6.3f}x   "
+          "(fixed costs of a run included)")
 
 
 if __name__ == "__main__":
