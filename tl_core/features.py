@@ -58,9 +58,13 @@ def cached(
             return load_file(str(path))["features"], True, path
         except Exception:  # a damaged cache file is recomputed, never trusted
             path.unlink(missing_ok=True)
+    import os
+    import tempfile
+
     features = extract(backbone, dataset, batch_size, device)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({"features": features.contiguous()}, str(tmp))
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # unique: processes may race here
+    os.close(fd)
+    save_file({"features": features.contiguous()}, tmp)
+    os.replace(tmp, path)
     return features, False, path

@@ -43,6 +43,7 @@ class RunContext:
     quiet: bool = False
     name: str = "transfer"  # "transfer" for the main run, "scratch" for the from-scratch comparison
     info: dict[str, Any] = field(default_factory=dict)  # anything a plugin wants in the report
+    main_process: bool = True  # under `accelerate launch`, only the main process fires events and writes
 
     @property
     def checkpoints(self) -> Path:
@@ -56,7 +57,8 @@ class RunContext:
         """Fire ``tl_on_epoch_end`` on every plugin (trainers call this after each epoch)."""
         from tl_core.plugins import call_each
 
-        call_each("tl_on_epoch_end", ctx=self, epoch=epoch, metrics=metrics)
+        if self.main_process:
+            call_each("tl_on_epoch_end", ctx=self, epoch=epoch, metrics=metrics)
 
 
 # ------------------------------------------------------------------ executing a recipe
@@ -106,16 +108,21 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     """
     import time
 
+    from accelerate import PartialState
+
     from tl_core.errors import TLError
     from tl_core.plugins import call_each, load_plugins, pm, registry
     from tl_core.report import build_report, write_run
+    from tl_core.train import resolve_device, resolve_precision
 
     load_plugins()
     console = console or Console(stderr=True)
+    device = resolve_device(recipe.train.device)
+    resolve_precision(recipe.train.amp, device)  # fail before any work
+    process = PartialState(cpu=device == "cpu")  # one process, or one of many under `accelerate launch`
+    quiet = quiet or not process.is_main_process
     check_out_dir(out, recipe, resume)
-    from tl_core.train import resolve_device, resolve_precision
-
-    resolve_precision(recipe.train.amp, resolve_device(recipe.train.device))  # fail before any work
+    process.wait_for_everyone()  # every process has checked --out before any of them writes there
     started = time.perf_counter()
     fmt = registry("data format").get(recipe.data.format)
     data = fmt.read(recipe.data, recipe.train.seed)
@@ -125,13 +132,15 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     if model is None:
         raise TLError(f"no installed plugin builds models for task {recipe.task!r}; install the plugin for it")
     t_model = time.perf_counter()
-    ctx = RunContext(recipe=recipe, out=out, resume=resume, console=console, quiet=quiet)
+    ctx = RunContext(recipe=recipe, out=out, resume=resume, console=console, quiet=quiet,
+                     main_process=process.is_main_process)
     load_report = getattr(getattr(model, "backbone", None), "report", None)
     if load_report is not None:
         ctx.log(load_report.summary())
     for line in getattr(data, "skipped", [])[:5]:
         ctx.log(f"[yellow]skipped[/] {line}")
-    call_each("tl_on_run_start", ctx=ctx)
+    if ctx.main_process:
+        call_each("tl_on_run_start", ctx=ctx)
     result = pm.hook.tl_train(recipe=recipe, model=model, data=data, ctx=ctx)
     if result is None:
         raise TLError(f"no installed plugin trains task {recipe.task!r}")
@@ -145,9 +154,12 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
         "total_seconds": time.perf_counter() - started,
     }
     report = build_report(recipe, model, data, result, scratch, timings)
+    report["processes"] = process.num_processes
     report.update({k: v for k, v in ctx.info.items() if k not in report})
-    write_run(out, report, result.model)
-    call_each("tl_on_run_end", ctx=ctx, report=report)
+    if ctx.main_process:
+        write_run(out, report, result.model)
+        call_each("tl_on_run_end", ctx=ctx, report=report)
+    process.wait_for_everyone()
     return report
 
 
@@ -175,8 +187,11 @@ def train_scratch(recipe: Recipe, data: Any, out: Path, resume: bool, quiet: boo
     srecipe = scratch_recipe(recipe)
     seed_everything(srecipe.train.seed)
     model = pm.hook.tl_build_model(recipe=srecipe, data=data)
+    from accelerate import PartialState
+
+    main = PartialState().is_main_process
     ctx = RunContext(recipe=srecipe, out=out, resume=resume and (out / "checkpoints").is_dir(),
-                     console=console, quiet=quiet, name="scratch")
+                     console=console, quiet=quiet or not main, name="scratch", main_process=main)
     ctx.log("[bold]from-scratch comparison[/]: same architecture and budget, random init, every layer trains")
     result = pm.hook.tl_train(recipe=srecipe, model=model, data=data, ctx=ctx)
     result.info["recipe_changes"] = {"backbone.weights": "none", "policy": srecipe.policy.model_dump()}

@@ -70,8 +70,8 @@ def resolve_precision(amp: str, device: str) -> str:
     return amp
 
 
-def make_accelerator(cfg: TrainConfig, changing_groups: bool) -> Accelerator:
-    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.state import AcceleratorState, GradientState
 
     device = resolve_device(cfg.device)
@@ -82,8 +82,6 @@ def make_accelerator(cfg: TrainConfig, changing_groups: bool) -> Accelerator:
         mixed_precision=resolve_precision(cfg.amp, device),
         gradient_accumulation_steps=cfg.grad_accum,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-        # a group that a policy unfreezes later has no gradient before then; DDP must be told
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=changing_groups)],
     )
 
 
@@ -134,7 +132,7 @@ class Trainer:
         n = len(groups)
         self.plans = [policy.plan(n, e, cfg.epochs) for e in range(cfg.epochs)]
         self._check_metric()
-        self.accelerator = make_accelerator(cfg, changing_groups=len({tuple(p) for p in self.plans}) > 1)
+        self.accelerator = make_accelerator(cfg)
 
     # -------------------------------------------------------------- pieces
 
@@ -271,6 +269,10 @@ class Trainer:
                             self.ctx.log(f"epoch {epoch + 1}: unfroze layer group {group['name']!r} "
                                          f"(lr {group['lr']:.2e})")
                     states = new_states
+                    if acc.num_processes > 1:
+                        # DDP averages only the gradients of parameters that trained when it was built:
+                        # wrap again so that the groups just unfrozen are averaged across processes too
+                        self.model = acc.prepare(acc.unwrap_model(self.model))
                 set_train_mode(acc.unwrap_model(self.model), self.groups, states)
                 torch.manual_seed(cfg.seed * 100_003 + epoch)  # augmentation of this epoch
                 train_loader.set_epoch(epoch)
