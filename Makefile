@@ -30,8 +30,8 @@ $(STAMP): $(PY) pyproject.toml $(PLUGINS)
 install: $(STAMP)
 
 demo: install
+	rm -rf build/demo
 	$(PY) -m tl_core.sample_data digits build/demo/digits --per-class 10 --test-per-class 30
-	rm -rf build/demo/run
 	$(VENV)/bin/tl run vision/linear-probe --out build/demo/run \
 		--set data.path=build/demo/digits/train --set data.test_path=build/demo/digits/test \
 		--set data.image_size=96 --set train.epochs=30 --set compare.scratch=true

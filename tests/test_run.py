@@ -74,3 +74,15 @@ def test_existing_run_is_not_overwritten(tiny_plugin, image_folder, write_recipe
 def test_report_of_a_folder_without_run(cli, tmp_path: Path):
     code, _, stderr = cli("report", tmp_path)
     assert code == 2 and "no finished run" in stderr
+
+
+def test_shipped_recipes_run_on_any_image_folder_with_real_weights(image_folder, cli, tmp_path):
+    for name in ("vision/linear-probe", "vision/fine-tune"):
+        out = tmp_path / name.replace("/", "-")
+        code, stdout, stderr = cli("run", name, "--out", out, "--quiet", "--set", f"data.path={image_folder}",
+                                   "--set", "data.image_size=32", "--set", "train.epochs=1")
+        assert code == 0, stderr
+        report = json.loads((out / "report.json").read_text())
+        assert report["load_report"]["loaded"] and not report["load_report"]["missing"]
+        assert report["weights"]["source"] == "package"  # real ImageNet weights, offline
+        assert report["data"]["classes"] == ["class_0", "class_1", "class_2"]

@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--test-per-class", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.out.exists() and any(args.out.iterdir()):
+        raise SystemExit(f"{args.out} is not empty; choose a new folder (its images would mix with these)")
     counts = write_digits(args.out, args.per_class, args.test_per_class, args.seed)
     print(f"wrote {counts['train']} training and {counts['test']} test images of 10 digits to {args.out}")
 
