@@ -22,7 +22,6 @@ class Classifier:
 
     model: TransferModel
     backbone: BuiltBackbone
-    classes_count: int
 
     @property
     def groups(self) -> Any:
@@ -34,7 +33,7 @@ def build_classifier(recipe: Recipe, num_classes: int, weights: str | None = Non
     spec = registry("backbone").get(recipe.backbone.name)
     built = build_backbone(spec, recipe.backbone.weights if weights is None else weights)
     head = make_head(recipe.head.name, recipe.head.options, spec.feature_dim, num_classes)
-    return Classifier(TransferModel(built.module, head), built, num_classes)
+    return Classifier(TransferModel(built.module, head), built)
 
 
 def make_policy(recipe: Recipe) -> FreezePolicy:

@@ -19,7 +19,8 @@ def evaluate_run(run_dir: Path, data_path: str, batch_size: int | None = None) -
     from safetensors.torch import load_file
     from torch.utils.data import DataLoader
 
-    from tl_core.classifier import build_classifier, preprocessing
+    from tl_core.classifier import build_classifier
+    from tl_core.components import InputSpec
     from tl_core.data import ImageDataset, transforms
     from tl_core.plugins import registry
     from tl_core.train import evaluate_outputs
@@ -37,9 +38,9 @@ def evaluate_run(run_dir: Path, data_path: str, batch_size: int | None = None) -
     clf = build_classifier(recipe, len(classes), weights="none")
     clf.model.load_state_dict(load_file(str(model_file)))
     clf.model.eval()
-    pre = report.get("preprocessing") or preprocessing(recipe, clf.backbone)
-    from tl_core.components import InputSpec
-
+    pre = report.get("preprocessing")
+    if not pre:
+        raise RunError(f"{run_dir}/report.json does not record the preprocessing its model was trained with")
     spec = InputSpec(3, pre["size"], tuple(pre["mean"]), tuple(pre["std"]))
     loader = DataLoader(ImageDataset(samples, transforms(spec, pre["size"], augment=False)),
                         batch_size=batch_size or recipe.train.batch_size)

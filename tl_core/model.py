@@ -10,7 +10,7 @@ from torch import nn
 
 from tl_core.components import BackboneSpec, InputSpec
 from tl_core.errors import TLError, WeightsError
-from tl_core.weights import LoadReport, WeightsEntry, load_into, local_entry
+from tl_core.weights import LoadReport, WeightsEntry, is_path, load_into, local_entry
 
 
 class Pooled(nn.Module):
@@ -65,7 +65,7 @@ def resolve_weights(spec: BackboneSpec, weights: str | None) -> WeightsEntry | N
         return spec.weights[0]
     if any(e.name == weights for e in spec.weights):
         return spec.weights_entry(weights)
-    if "/" in weights or weights.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt")):
+    if is_path(weights):
         return local_entry(weights, spec.name, spec.weights[0] if spec.weights else None)
     return spec.weights_entry(weights)  # raises with suggestions
 

@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tl_core.errors import RecipeError, RegistryError, did_you_mean
 
-WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 # keys whose relative values are paths, resolved against the recipe file that sets them
 PATH_KEYS = (("data", "path"), ("data", "test_path"), ("backbone", "weights"))
 
@@ -133,9 +132,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _looks_like_path(section: str, key: str, value: str) -> bool:
-    if (section, key) != ("backbone", "weights"):
-        return True
-    return "/" in value or value.endswith(WEIGHT_SUFFIXES)
+    from tl_core.weights import is_path
+
+    return (section, key) != ("backbone", "weights") or is_path(value)
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -271,6 +270,7 @@ def _check_options(
 def check_names(recipe: Recipe, origin: str = "recipe") -> None:
     """Check every registry name the recipe uses, and fill in the head and policy options with their defaults."""
     from tl_core.plugins import registry
+    from tl_core.weights import is_path
 
     def lookup(kind: str, key: str, name: str) -> Any:
         try:
@@ -292,7 +292,7 @@ def check_names(recipe: Recipe, origin: str = "recipe") -> None:
     if fmt.task != recipe.task:
         raise RecipeError(f"{origin}: data.format {fmt.name!r} is for task {fmt.task!r}, not {recipe.task!r}")
     w = recipe.backbone.weights
-    if w is not None and w.lower() not in ("none", "default") and not _looks_like_path("backbone", "weights", w):
+    if w is not None and w.lower() not in ("none", "default") and not is_path(w):
         try:
             backbone.weights_entry(w)
         except Exception as exc:

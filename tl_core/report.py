@@ -40,7 +40,7 @@ def versions() -> dict[str, Any]:
     }
 
 
-def parameter_counts(result: TrainResult, model: Any) -> dict[str, int]:
+def parameter_counts(result: TrainResult) -> dict[str, int]:
     try:
         params = list(result.model.parameters())
     except AttributeError:
@@ -64,7 +64,7 @@ def build_report(
         "weights": None if entry is None else {**entry.as_dict(), "sha256_actual": load.sha256 if load else None},
         "load_report": None if load is None else load.as_dict(),
         "data": data.summary() if hasattr(data, "summary") else {},
-        "parameters": parameter_counts(result, model),
+        "parameters": parameter_counts(result),
         "epochs": result.history,
         "best_epoch": result.best_epoch,
         "selection_metric": result.metric,

@@ -121,8 +121,10 @@ class Trainer:
         ctx: RunContext,
         task: str,
         classes: list[str],
+        num_workers: int = 0,
     ) -> None:
         self.model = model
+        self.num_workers = num_workers
         self.groups = groups
         self.policy = policy
         self.cfg = cfg
@@ -163,7 +165,7 @@ class Trainer:
 
         generator = torch.Generator().manual_seed(self.cfg.seed)
         return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=shuffle, generator=generator,
-                          num_workers=getattr(self, "num_workers", 0), drop_last=False)
+                          num_workers=self.num_workers, drop_last=False)
 
     def _save_checkpoint(self, state: dict[str, Any]) -> None:
         import io
@@ -362,8 +364,7 @@ def run_trainer(
     num_workers: int = 0,
 ) -> TrainResult:
     """Fit, then score the best model on val and test."""
-    trainer = Trainer(model, groups, policy, cfg, ctx, task, classes)
-    trainer.num_workers = num_workers
+    trainer = Trainer(model, groups, policy, cfg, ctx, task, classes, num_workers)
     result = trainer.fit(train_set, val_set, resume=ctx.resume)
     trainer.model = trainer.accelerator.prepare(result.model)
     for split, dataset in (("val", val_set), ("test", test_set)):

@@ -85,6 +85,14 @@ class LoadReport:
         )
 
 
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+def is_path(value: str) -> bool:
+    """True when a recipe's ``backbone.weights`` names a file rather than an entry (``imagenet``) or ``none``."""
+    return "/" in value or value.endswith(WEIGHT_SUFFIXES)
+
+
 def cache_dir() -> Path:
     """Where downloaded weights and cached features live: ``$TL_CACHE_DIR`` or ``~/.cache/tl``."""
     return Path(os.environ.get("TL_CACHE_DIR") or Path.home() / ".cache" / "tl")
