@@ -139,7 +139,7 @@ def test_hook_tl_adapt_backbone(tiny_plugin, plugin):
     from tl_core.model import build_backbone
 
     spec = registry("backbone").get("tiny")
-    with pytest.raises(TLError, match="no plugin can adapt it to 1 channels"):
+    with pytest.raises(TLError, match="no plugin can adapt it to 1-channel 2D input"):
         build_backbone(spec, "pretrained", InputSpec(channels=1))
 
     class SumChannels:

@@ -19,12 +19,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What a backbone eats: channels and a default square size, with the normalisation it expects."""
+    """What a backbone eats: channels, spatial dimensions (2 for images, 3 for volumes), a default size along each
+    axis, and the normalisation it expects."""
 
     channels: int = 3
     size: int = 224
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    spatial_dims: int = 2
 
 
 @dataclass(frozen=True)

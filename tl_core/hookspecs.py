@@ -61,8 +61,8 @@ def tl_adapt_backbone(
 ) -> tuple[torch.nn.Module, list[str]] | None:
     """Adapt a built (and weight-loaded) backbone to inputs that differ from ``spec.input``.
 
-    Called only when ``target`` differs from ``spec.input`` in channel count (or, for domain plugins, in
-    dimensionality). Return ``(adapted_backbone, reshaped)`` where ``reshaped`` lists the ``state_dict`` keys
+    Called only when ``target`` differs from ``spec.input`` in channel count or in ``spatial_dims`` (a 2D
+    backbone for 3D volumes). Return ``(adapted_backbone, reshaped)`` where ``reshaped`` lists the ``state_dict`` keys
     whose tensors were adapted, each as ``"key: how"``; they appear under ``reshaped`` in the load report.
     Return ``None`` to let another plugin answer. When nobody answers, the run stops with a clear error.
     """

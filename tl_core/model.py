@@ -50,7 +50,8 @@ class BuiltBackbone:
         """The preprocessing the loaded weights expect (the spec's default when there are none)."""
         if self.entry is None:
             return self.spec.input
-        return InputSpec(self.spec.input.channels, self.entry.input_size, self.entry.mean, self.entry.std)
+        return InputSpec(self.spec.input.channels, self.entry.input_size, self.entry.mean, self.entry.std,
+                         self.spec.input.spatial_dims)
 
 
 def resolve_weights(spec: BackboneSpec, weights: str | None) -> WeightsEntry | None:
@@ -77,13 +78,15 @@ def build_backbone(spec: BackboneSpec, weights: str | None, target: InputSpec | 
     module = spec.factory()
     entry = resolve_weights(spec, weights)
     report = load_into(module, entry) if entry is not None else None
-    if target is not None and target.channels != spec.input.channels:
+    if target is not None and (target.channels, target.spatial_dims) != (spec.input.channels,
+                                                                          spec.input.spatial_dims):
         load_plugins()
         answer = pm.hook.tl_adapt_backbone(backbone=module, spec=spec, target=target)
         if answer is None:
             raise TLError(
-                f"backbone {spec.name!r} takes {spec.input.channels}-channel input and no plugin can adapt it to "
-                f"{target.channels} channels; install a plugin that does (e.g. tl-medical) or convert the images"
+                f"backbone {spec.name!r} takes {spec.input.channels}-channel {spec.input.spatial_dims}D input and no "
+                f"plugin can adapt it to {target.channels}-channel {target.spatial_dims}D input; install a plugin "
+                "that does (e.g. tl-medical) or convert the data"
             )
         module, reshaped = answer
         if report is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,9 +123,13 @@ class Trainer:
         task: str,
         classes: list[str],
         num_workers: int = 0,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        metric_names: set[str] | None = None,
     ) -> None:
         self.model = model
         self.num_workers = num_workers
+        self.loss = loss or self._cross_entropy
+        self.metric_names = metric_names
         self.groups = groups
         self.policy = policy
         self.cfg = cfg
@@ -138,12 +143,19 @@ class Trainer:
 
     # -------------------------------------------------------------- pieces
 
+    def _cross_entropy(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        return torch.nn.functional.cross_entropy(out, y, label_smoothing=self.cfg.label_smoothing)
+
     def _check_metric(self) -> None:
         """Fail before the first epoch, not after it, when ``train.metric`` is not a metric of the task."""
         import torch
 
-        n = max(len(self.classes), 2)
-        known = set(evaluate_outputs(self.task, torch.eye(n), torch.arange(n), self.classes)) | {"loss"}
+        if self.metric_names is None:  # classification: ask the metric plugins with a perfect toy prediction
+            n = max(len(self.classes), 2)
+            self.metric_names = set(evaluate_outputs(self.task, torch.eye(n), torch.arange(n), self.classes))
+        known = self.metric_names | {"loss"}
         if self.cfg.metric not in known:
             raise TLError(
                 f"train.metric {self.cfg.metric!r} is not computed for task {self.task!r}; "
@@ -203,7 +215,8 @@ class Trainer:
                 outs.append(out.float().cpu())
                 tgts.append(y.cpu())
         outputs, targets = torch.cat(outs), torch.cat(tgts)
-        loss = torch.nn.functional.cross_entropy(outputs, targets).item()
+        with torch.no_grad():
+            loss = self.loss(outputs, targets).item()
         return outputs, targets, loss
 
     def score(self, loader: Any) -> dict[str, float]:
@@ -286,19 +299,20 @@ class Trainer:
                         group["lr"] = group["base_lr"] * lr_factor(cfg.schedule, step, total_steps)
                     with acc.accumulate(self.model):
                         out = self.model(x)
-                        loss = torch.nn.functional.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
+                        loss = self.loss(out, y)
                         acc.backward(loss)
                         optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
                     total_loss += loss.detach().item() * len(y)
-                    correct += (out.detach().argmax(1) == y).sum().item()
+                    if out.ndim == 2 and y.ndim == 1:  # classification: also report training accuracy
+                        correct += (out.detach().argmax(1) == y).sum().item()
                     seen += len(y)
                     progress.advance(batches)
                 progress.remove_task(batches)
                 row: dict[str, float] = {
                     "epoch": epoch + 1,
                     "train_loss": total_loss / max(seen, 1),
-                    "train_accuracy": correct / max(seen, 1),
+                    **({"train_accuracy": correct / max(seen, 1)} if out.ndim == 2 else {}),
                     "lr": optimizer.param_groups[0]["lr"],
                     "trainable_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
                 }
@@ -362,9 +376,12 @@ def run_trainer(
     val_set: Any | None,
     test_set: Any | None,
     num_workers: int = 0,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    metric_names: set[str] | None = None,
 ) -> TrainResult:
-    """Fit, then score the best model on val and test."""
-    trainer = Trainer(model, groups, policy, cfg, ctx, task, classes, num_workers)
+    """Fit, then score the best model on val and test. ``loss`` defaults to cross-entropy; a task whose
+    outputs are not class scores passes its own, and the names of the metrics its ``tl_evaluate`` gives."""
+    trainer = Trainer(model, groups, policy, cfg, ctx, task, classes, num_workers, loss, metric_names)
     result = trainer.fit(train_set, val_set, resume=ctx.resume)
     trainer.model = trainer.accelerator.prepare(result.model)
     for split, dataset in (("val", val_set), ("test", test_set)):
