@@ -197,3 +197,24 @@ def test_url_download_is_verified_and_cached(http_server, tiny_weights_file, mon
     with pytest.raises(WeightsError, match="has sha256"):
         fetch(entry_for("x", source="url", location=f"{base}/tampered.pt", sha256=digest))
     assert not list((cache_dir() / "weights").glob("tampered*"))  # nothing half-kept
+
+
+def test_a_file_split_across_packages_is_joined_once_and_checked(tmp_path, monkeypatch, tiny_weights_file):
+    from tl_core.weights import cache_dir
+
+    blob = tiny_weights_file.read_bytes()
+    for i, chunk in enumerate((blob[: len(blob) // 2], blob[len(blob) // 2 :]), start=1):
+        pkg = tmp_path / f"shard_pkg_{i}"
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text("")
+        (pkg / "part.bin").write_bytes(chunk)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    digest = hashlib.sha256(blob).hexdigest()
+    entry = entry_for("shard_pkg_1:part.bin", source="package", parts=("shard_pkg_2:part.bin",), sha256=digest)
+    path = fetch(entry)
+    assert path.parent == cache_dir() / "weights" and path.read_bytes() == blob
+    assert fetch(entry) == path
+    with pytest.raises(WeightsError, match="has sha256"):
+        fetch(entry_for("shard_pkg_2:part.bin", source="package", parts=("shard_pkg_1:part.bin",), sha256=digest,
+                        name="swapped"))
+    assert not list(path.parent.glob("*.partial"))

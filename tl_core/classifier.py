@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -9,7 +10,7 @@ from tl_core.model import BuiltBackbone, TransferModel, build_backbone, make_hea
 from tl_core.plugins import registry
 
 if TYPE_CHECKING:
-    from tl_core.data import ClassificationData
+    from tl_core.data import ClassificationData, Samples
     from tl_core.policies import FreezePolicy
     from tl_core.recipe import Recipe
     from tl_core.run import RunContext
@@ -56,19 +57,40 @@ def cache_decision(recipe: Recipe, policy: FreezePolicy) -> str | None:
     return None
 
 
-def train_classifier(recipe: Recipe, clf: Classifier, data: ClassificationData, ctx: RunContext) -> TrainResult:
-    """Train ``clf`` on ``data``: on cached features when the backbone never changes, else end to end."""
+def image_datasets(recipe: Recipe, clf: Classifier) -> tuple[dict[str, Any], Callable[[Samples, bool], Any]]:
+    """The core's preprocessing description and dataset maker: PIL images, resized, cropped and normalised."""
+    from tl_core.data import ImageDataset, transforms
+
+    pre = preprocessing(recipe, clf.backbone)
+
+    def make(samples: Samples, augment: bool) -> Any:
+        return ImageDataset(samples, transforms(clf.backbone.input, pre["size"], augment=augment))
+
+    return pre, make
+
+
+def train_classifier(
+    recipe: Recipe,
+    clf: Classifier,
+    data: ClassificationData,
+    ctx: RunContext,
+    datasets: tuple[dict[str, Any], Callable[[Samples, bool], Any]] | None = None,
+) -> TrainResult:
+    """Train ``clf`` on ``data``: on cached features when the backbone never changes, else end to end.
+
+    ``datasets`` is ``(preprocessing, make)``: a JSON-able description of the preprocessing (recorded in the
+    report and part of the feature-cache key) and ``make(samples, augment)`` returning a dataset of
+    ``(input, label)``. A domain plugin passes its own (DICOM volumes, say); the default reads images with PIL.
+    """
     import torch
     from torch import nn
     from torch.utils.data import TensorDataset
 
     from tl_core import features
-    from tl_core.data import ImageDataset, transforms
     from tl_core.train import resolve_device, run_trainer
 
     policy = make_policy(recipe)
-    pre = preprocessing(recipe, clf.backbone)
-    eval_tf = transforms(clf.backbone.input, pre["size"], augment=False)
+    pre, make = datasets or image_datasets(recipe, clf)
     splits = {"train": data.train, "val": data.val, "test": data.test}
     why_not = cache_decision(recipe, policy)
     info: dict[str, Any] = {"preprocessing": pre, "feature_cache": {"used": why_not is None, "reason": why_not}}
@@ -83,7 +105,7 @@ def train_classifier(recipe: Recipe, clf: Classifier, data: ClassificationData, 
                 continue
             key = features.cache_key(recipe.backbone.name, weights, pre, samples)
             feats, hits[split], path = features.cached(
-                clf.model.backbone, ImageDataset(samples, eval_tf), key, recipe.train.batch_size, device
+                clf.model.backbone, make(samples, False), key, recipe.train.batch_size, device
             )
             sets[split] = TensorDataset(feats, torch.tensor(samples.labels))
             ctx.log(f"features {split}: {'cache hit' if hits[split] else 'computed and cached'} ({path.name[:12]}...)")
@@ -94,12 +116,11 @@ def train_classifier(recipe: Recipe, clf: Classifier, data: ClassificationData, 
             sets["train"], sets["val"], sets["test"],
         )
     else:
-        train_tf = transforms(clf.backbone.input, pre["size"], augment=recipe.data.augment)
         result = run_trainer(
             clf.model, clf.groups, policy, recipe.train, ctx, recipe.task, data.classes,
-            ImageDataset(data.train, train_tf),
-            ImageDataset(data.val, eval_tf) if data.val else None,
-            ImageDataset(data.test, eval_tf) if data.test else None,
+            make(data.train, recipe.data.augment),
+            make(data.val, False) if data.val else None,
+            make(data.test, False) if data.test else None,
             num_workers=recipe.data.num_workers,
         )
     result.model = clf.model  # the head-only trainer trained clf.model.head in place

@@ -14,14 +14,15 @@ from tl_core.weights import LoadReport, WeightsEntry, is_path, load_into, local_
 
 
 class Pooled(nn.Module):
-    """``features`` followed by global average pooling: a feature map becomes a ``(batch, channels)`` vector."""
+    """``features`` followed by global average pooling: a feature map (2D or 3D) becomes a ``(batch, channels)``
+    vector."""
 
     def __init__(self, features: nn.Module) -> None:
         super().__init__()
         self.features = features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1)
+        return self.features(x).flatten(2).mean(-1)
 
 
 class TransferModel(nn.Module):

