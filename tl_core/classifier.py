@@ -31,8 +31,11 @@ class Classifier:
 
 def build_classifier(recipe: Recipe, num_classes: int, weights: str | None = None) -> Classifier:
     """Backbone from the registry with ``recipe.backbone.weights`` (or ``weights``), head sized to the classes."""
+    from tl_core.components import InputSpec
+
     spec = registry("backbone").get(recipe.backbone.name)
-    built = build_backbone(spec, recipe.backbone.weights if weights is None else weights)
+    rgb = InputSpec(channels=3, size=spec.input.size, mean=spec.input.mean, std=spec.input.std, spatial_dims=2)
+    built = build_backbone(spec, recipe.backbone.weights if weights is None else weights, rgb)
     head = make_head(recipe.head.name, recipe.head.options, spec.feature_dim, num_classes)
     return Classifier(TransferModel(built.module, head), built)
 

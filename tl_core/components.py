@@ -48,7 +48,8 @@ class BackboneSpec:
     ``factory()`` builds a ``torch.nn.Module`` mapping a batch of inputs to a ``(batch, feature_dim)`` tensor.
     ``layer_groups`` run from the input (stem) to the output and together cover every parameter; the freeze
     policies act on them. ``weights`` lists the entries that load into this architecture; the first is the
-    default when a recipe does not name one.
+    default when a recipe does not name one. ``tasks`` says what it was made for (shown by ``tl backbones``);
+    other tasks may use it where their model builder can adapt it.
     """
 
     name: str

@@ -278,15 +278,10 @@ def check_names(recipe: Recipe, origin: str = "recipe") -> None:
         except RegistryError as exc:
             raise RecipeError(f"{origin}: {key}: {exc}") from None
 
+    # a backbone or head may serve other tasks than those it was made for (an ImageNet backbone adapted to CT
+    # volumes): the task's model builder decides, and says so when it cannot
     backbone = lookup("backbone", "backbone.name", recipe.backbone.name)
-    if recipe.task not in backbone.tasks:
-        raise RecipeError(
-            f"{origin}: backbone {backbone.name!r} does not serve task {recipe.task!r} "
-            f"(it serves {', '.join(backbone.tasks)})"
-        )
     head = lookup("head", "head.name", recipe.head.name)
-    if recipe.task not in head.tasks:
-        raise RecipeError(f"{origin}: head {head.name!r} does not serve task {recipe.task!r}")
     policy = lookup("policy", "policy.name", recipe.policy.name)
     fmt = lookup("data format", "data.format", recipe.data.format)
     if fmt.task != recipe.task:
