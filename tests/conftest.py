@@ -14,13 +14,19 @@ os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", YOLO_OFFLINE="1"
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     home = tmp_path_factory.getbasetemp() / "home"
     for var, sub in (("HF_HOME", "hf"), ("YOLO_CONFIG_DIR", "yolo"), ("MPLCONFIGDIR", "mpl")):
         monkeypatch.setenv(var, str(home / sub))
     monkeypatch.setenv("TL_CACHE_DIR", str(tmp_path_factory.mktemp("tl-cache")))
-    monkeypatch.delenv("TL_PLUGINS", raising=False)
+    # the core's tests see the core alone, whatever domain plugins are installed next to it
+    monkeypatch.setenv("TL_PLUGINS", "")
     monkeypatch.delenv("TL_DISABLE_PLUGINS", raising=False)
+    from tl_core import plugins
+
+    plugins.reset()
+    yield
+    plugins.reset()
 
 
 # ---------------------------------------------------------------- the tiny backbone

@@ -19,7 +19,9 @@ from tl_core.registry import Registry
 def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Install (on sys.path) a distribution ``tl-fake`` whose entry points in group ``tl`` are given modules."""
 
-    def make(modules: dict[str, str]) -> None:
+    def make(modules: dict[str, str], allow: str | None = None) -> None:
+        """``allow``: the TL_PLUGINS allow-list; by default exactly the fake plugins."""
+        monkeypatch.setenv("TL_PLUGINS", ",".join(modules) if allow is None else allow)
         info = tmp_path / "tl_fake-0.3.dist-info"
         info.mkdir()
         (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tl-fake\nVersion: 0.3\n")
@@ -119,8 +121,7 @@ def test_duplicate_name_across_plugins_fails_the_second_plugin_only(fake_dist):
 
 
 def test_allow_list_empty_means_no_entry_point_plugins(fake_dist, monkeypatch):
-    monkeypatch.setenv("TL_PLUGINS", "")
-    fake_dist({"good": GOOD})
+    fake_dist({"good": GOOD}, allow="")
     info = by_name()["good"]
     assert info.status == "disabled" and "TL_PLUGINS" in info.reason
     assert "fake-head" not in plugins.registry("head")
@@ -128,9 +129,8 @@ def test_allow_list_empty_means_no_entry_point_plugins(fake_dist, monkeypatch):
 
 
 def test_allow_list_and_block_list(fake_dist, monkeypatch):
-    monkeypatch.setenv("TL_PLUGINS", "good,other")
     monkeypatch.setenv("TL_DISABLE_PLUGINS", "other")
-    fake_dist({"good": GOOD, "other": GOOD.replace("fake-head", "other-head")})
+    fake_dist({"good": GOOD, "other": GOOD.replace("fake-head", "other-head")}, allow="good,other")
     infos = by_name()
     assert infos["good"].status == "loaded"
     assert infos["other"].status == "disabled" and "TL_DISABLE_PLUGINS" in infos["other"].reason
@@ -230,7 +230,6 @@ def test_plugin_failing_a_registration_hook_is_switched_off_entirely(fake_dist):
 
 
 def test_allow_list_naming_a_plugin_that_is_not_installed(fake_dist, monkeypatch):
-    monkeypatch.setenv("TL_PLUGINS", "good,medcal")
-    fake_dist({"good": GOOD})
+    fake_dist({"good": GOOD}, allow="good,medcal")
     info = by_name()["medcal"]
     assert info.status == "missing" and "not installed" in info.reason

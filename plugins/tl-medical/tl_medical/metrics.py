@@ -1,0 +1,51 @@
+"""Clinical metrics, from torchmetrics and MONAI (none written by hand).
+
+Classification: accuracy, balanced accuracy, ROC AUC, and sensitivity and specificity at a decision threshold
+on the positive class's probability (binary: the last class is positive; several classes: one-vs-rest, macro).
+The threshold is a per-run setting (``data.options.threshold``), held in a context variable while a run trains.
+Segmentation: mean Dice and the 95th-percentile Hausdorff distance (in voxels) of the foreground classes.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+
+THRESHOLD: contextvars.ContextVar[float] = contextvars.ContextVar("tl_medical_threshold", default=0.5)
+
+
+def classification(outputs: Any, targets: Any, class_names: list[str]) -> dict[str, float]:
+    import torch
+    from torchmetrics.functional import classification as C
+
+    n = len(class_names)
+    probs = torch.softmax(outputs.float(), dim=1)
+    preds = probs.argmax(1)
+    out = {
+        "accuracy": C.multiclass_accuracy(preds, targets, num_classes=n, average="micro").item(),
+        "balanced_accuracy": C.multiclass_accuracy(preds, targets, num_classes=n, average="macro").item(),
+    }
+    threshold = THRESHOLD.get()
+    if n == 2:
+        positive = probs[:, 1]
+        out["auc"] = C.binary_auroc(positive, targets).item() if targets.unique().numel() == 2 else float("nan")
+        out["sensitivity"] = C.binary_recall(positive, targets, threshold=threshold).item()
+        out["specificity"] = C.binary_specificity(positive, targets, threshold=threshold).item()
+    else:
+        out["auc"] = C.multiclass_auroc(probs, targets, num_classes=n, average="macro").item()
+        out["sensitivity"] = C.multiclass_recall(preds, targets, num_classes=n, average="macro").item()
+        out["specificity"] = C.multiclass_specificity(preds, targets, num_classes=n, average="macro").item()
+    return out
+
+
+def segmentation(outputs: Any, targets: Any, class_names: list[str]) -> dict[str, float]:
+    import torch
+    from monai.metrics import DiceMetric, HausdorffDistanceMetric
+    from monai.networks.utils import one_hot
+
+    n = len(class_names)
+    preds = one_hot(outputs.argmax(1, keepdim=True), n)
+    truth = one_hot(targets.unsqueeze(1).long(), n)
+    dice = DiceMetric(include_background=False, reduction="mean", ignore_empty=True)(preds, truth)
+    hd = HausdorffDistanceMetric(include_background=False, percentile=95, reduction="mean")(preds, truth)
+    return {"dice": torch.nanmean(dice).item(), "hausdorff95": torch.nanmean(hd.float()).item()}

@@ -1,0 +1,71 @@
+"""The tl-medical plugin: MONAI backbones, stem adaptation and inflation, DICOM/NIfTI data, clinical metrics,
+medical recipes. Importing this module imports neither torch nor MONAI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tl_core import hookimpl
+from tl_core.components import RecipeSource
+
+RECIPES = Path(__file__).parent / "recipes"
+
+
+@hookimpl
+def tl_register_backbones(register: Any) -> None:
+    from tl_medical.backbones import BACKBONES
+
+    for spec in BACKBONES:
+        register(spec)
+
+
+@hookimpl
+def tl_register_datasets(register: Any) -> None:
+    from tl_medical.data import DATA_FORMATS
+
+    for fmt in DATA_FORMATS:
+        register(fmt)
+
+
+@hookimpl
+def tl_register_recipes(register: Any) -> None:
+    for path in sorted(RECIPES.glob("*/*.yaml")):
+        first = path.read_text(encoding="utf-8").splitlines()[0]
+        register(RecipeSource(f"{path.parent.name}/{path.stem}", path, first.lstrip("# ").strip()))
+
+
+@hookimpl
+def tl_adapt_backbone(backbone: Any, spec: Any, target: Any) -> Any:
+    from tl_medical.adapt import adapt
+
+    return adapt(backbone, spec.input.channels, spec.input.spatial_dims, target.channels, target.spatial_dims)
+
+
+@hookimpl
+def tl_build_model(recipe: Any, data: Any) -> Any:
+    from tl_medical.tasks import CLASSIFICATION, build_classifier
+
+    if recipe.task != CLASSIFICATION:
+        return None
+    return build_classifier(recipe, data)
+
+
+@hookimpl
+def tl_train(recipe: Any, model: Any, data: Any, ctx: Any) -> Any:
+    from tl_medical.tasks import CLASSIFICATION, MedicalClassifier, train
+
+    if recipe.task != CLASSIFICATION or not isinstance(model, MedicalClassifier):
+        return None
+    return train(recipe, model, data, ctx)
+
+
+@hookimpl
+def tl_evaluate(task: str, outputs: Any, targets: Any, class_names: list[str]) -> dict[str, float] | None:
+    from tl_medical import metrics
+
+    if task == "medical-classification":
+        return metrics.classification(outputs, targets, class_names)
+    if task == "medical-segmentation":
+        return metrics.segmentation(outputs, targets, class_names)
+    return None

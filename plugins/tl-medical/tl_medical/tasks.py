@@ -1,0 +1,94 @@
+"""The ``medical-classification`` task: any registry backbone (adapted to the data's channels and 2D/3D by
+``tl_adapt_backbone``) with a registry head, trained by the core trainer on MONAI-preprocessed data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tl_core.model import BuiltBackbone, TransferModel
+    from tl_core.recipe import Recipe
+    from tl_core.run import RunContext
+
+CLASSIFICATION = "medical-classification"
+
+
+@dataclass
+class MedicalClassifier:
+    """What ``tl_build_model`` returns for medical classification (the core trainer drives it)."""
+
+    model: TransferModel
+    backbone: BuiltBackbone
+    options: Any
+
+    @property
+    def groups(self) -> Any:
+        return self.backbone.spec.layer_groups
+
+
+def build_classifier(recipe: Recipe, data: Any, weights: str | None = None) -> MedicalClassifier:
+    from tl_core.components import InputSpec
+    from tl_core.model import TransferModel, build_backbone, make_head
+    from tl_core.plugins import registry
+
+    options = data.options
+    spec = registry("backbone").get(recipe.backbone.name)
+    target = InputSpec(channels=options.channels, size=options.size, spatial_dims=options.spatial_dims)
+    built = build_backbone(spec, recipe.backbone.weights if weights is None else weights, target)
+    head = make_head(recipe.head.name, recipe.head.options, spec.feature_dim, len(data.classes))
+    return MedicalClassifier(TransferModel(built.module, head), built, options)
+
+
+def normalisation(clf: MedicalClassifier) -> tuple[list[float], list[float]]:
+    """The weights' mean and std for the data's channels: averaged over the source channels when the stem was
+    adapted (a grayscale input stands for the same value on every source channel)."""
+    mean, std = list(clf.backbone.input.mean), list(clf.backbone.input.std)
+    channels = clf.options.channels
+    if len(mean) != channels:
+        mean = [sum(mean) / len(mean)] * channels
+        std = [sum(std) / len(std)] * channels
+    return mean, std
+
+
+class Normalised:
+    """``(x - mean) / std`` per channel on top of a dataset of ``(image, target)``."""
+
+    def __init__(self, dataset: Any, mean: list[float], std: list[float], spatial_dims: int) -> None:
+        import torch
+
+        shape = (-1,) + (1,) * spatial_dims
+        self.dataset = dataset
+        self.mean = torch.tensor(mean).view(shape)
+        self.std = torch.tensor(std).view(shape)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
+        image, target = self.dataset[i]
+        return (image - self.mean) / self.std, target
+
+
+def datasets(clf: MedicalClassifier) -> tuple[dict[str, Any], Any]:
+    from tl_medical.data import MedicalDataset
+
+    options = clf.options
+    mean, std = normalisation(clf)
+    pre = {**options.model_dump(mode="json"), "mean": mean, "std": std}
+
+    def make(samples: Any, augment: bool) -> Any:
+        return Normalised(MedicalDataset(samples, options, augment), mean, std, options.spatial_dims)
+
+    return pre, make
+
+
+def train(recipe: Recipe, clf: MedicalClassifier, data: Any, ctx: RunContext) -> Any:
+    from tl_core.classifier import train_classifier
+    from tl_medical.metrics import THRESHOLD
+
+    token = THRESHOLD.set(clf.options.threshold)
+    try:
+        return train_classifier(recipe, clf, data, ctx, datasets=datasets(clf))
+    finally:
+        THRESHOLD.reset(token)
