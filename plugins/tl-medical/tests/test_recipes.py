@@ -37,7 +37,8 @@ def report_of(out):
 def test_recipes_are_listed(tl):
     code, stdout, _ = tl("recipes", "--json")
     names = {r["name"]: r["plugin"] for r in json.loads(stdout)}
-    assert {names[n] for n in ("medical/xray-2d", "medical/ct-3d", "medical/ct-3d-inflated")} == {"medical"}
+    shipped = ("medical/xray-2d", "medical/ct-3d", "medical/ct-3d-inflated", "medical/seg-2d", "medical/seg-3d")
+    assert {names[n] for n in shipped} == {"medical"}
 
 
 def test_xray_2d_on_png(tl, med_png_folder, tmp_path):
@@ -101,3 +102,34 @@ def test_bad_medical_input_is_one_line_and_exit_2(tl, med_nifti3d_folder, tmp_pa
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), stderr
     assert re.search(message, lines[0]), lines[0]
     assert not out.exists()
+
+
+def test_seg_2d_unet_with_an_imagenet_encoder(tl, med_seg_folder, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, stderr = tl("run", "medical/seg-2d", "--out", out, "--quiet", "--set", f"data.path={med_seg_folder}",
+                              "--set", "data.options.size=32", "--set", "train.epochs=2", "--set", "train.batch_size=2")
+    assert code == 0, stderr
+    report = report_of(out)
+    assert {"dice", "hausdorff95", "loss"} <= set(report["metrics"]["val"])
+    assert 0.0 <= report["metrics"]["val"]["dice"] <= 1.0
+    assert report["load_report"]["reshaped"][0].endswith("3 input channels summed")
+    assert "scratch" in report and report["feature_cache"]["used"] is False
+
+
+def test_seg_3d_with_an_inflated_encoder(tl, med_seg3d_folder, tmp_path):
+    out = tmp_path / "run"
+    args = ["--set", f"data.path={med_seg3d_folder}", "--set", "train.epochs=1", "--set", "compare.scratch=false",
+            "--set", "data.val_fraction=0.34"]
+    code, _, stderr = tl("run", "medical/seg-3d", "--out", out, "--quiet", *args, "--set", "data.options.size=16")
+    assert code == 2 and "multiple of 32" in stderr and not out.exists()
+    code, _, stderr = tl("run", "medical/seg-3d", "--out", out, "--quiet", *args, "--set", "data.options.size=32")
+    assert code == 0, stderr
+    report = report_of(out)
+    assert any("inflated" in r for r in report["load_report"]["reshaped"])
+    assert "dice" in report["metrics"]["val"]
+
+
+def test_a_backbone_that_cannot_be_a_segmentation_encoder(tl, med_seg_folder, tmp_path):
+    code, _, stderr = tl("run", "medical/seg-2d", "--out", tmp_path / "run", "--set", f"data.path={med_seg_folder}",
+                         "--set", "backbone.name=resnet18", "--set", "backbone.weights=none")
+    assert code == 2 and "cannot be a segmentation encoder" in stderr

@@ -9,6 +9,7 @@ Segmentation: mean Dice and the 95th-percentile Hausdorff distance (in voxels) o
 from __future__ import annotations
 
 import contextvars
+import warnings
 from typing import Any
 
 THRESHOLD: contextvars.ContextVar[float] = contextvars.ContextVar("tl_medical_threshold", default=0.5)
@@ -47,5 +48,11 @@ def segmentation(outputs: Any, targets: Any, class_names: list[str]) -> dict[str
     preds = one_hot(outputs.argmax(1, keepdim=True), n)
     truth = one_hot(targets.unsqueeze(1).long(), n)
     dice = DiceMetric(include_background=False, reduction="mean", ignore_empty=True)(preds, truth)
-    hd = HausdorffDistanceMetric(include_background=False, percentile=95, reduction="mean")(preds, truth)
-    return {"dice": torch.nanmean(dice).item(), "hausdorff95": torch.nanmean(hd.float()).item()}
+    with warnings.catch_warnings():
+        # MONAI warns about its own deprecated internals, and about an empty prediction (whose distance is
+        # infinite, and left out of the mean: the Dice of that image is 0 and says it)
+        warnings.simplefilter("ignore", (FutureWarning, UserWarning))
+        hd = HausdorffDistanceMetric(include_background=False, percentile=95, reduction="mean")(preds, truth)
+    hd = hd.float()
+    finite = hd[torch.isfinite(hd)]
+    return {"dice": torch.nanmean(dice).item(), "hausdorff95": finite.mean().item() if finite.numel() else float("nan")}

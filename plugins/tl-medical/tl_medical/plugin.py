@@ -44,20 +44,28 @@ def tl_adapt_backbone(backbone: Any, spec: Any, target: Any) -> Any:
 
 @hookimpl
 def tl_build_model(recipe: Any, data: Any) -> Any:
+    from tl_medical import segmentation
     from tl_medical.tasks import CLASSIFICATION, build_classifier
 
-    if recipe.task != CLASSIFICATION:
-        return None
-    return build_classifier(recipe, data)
+    if recipe.task == CLASSIFICATION:
+        return build_classifier(recipe, data)
+    if recipe.task == segmentation.SEGMENTATION:
+        return segmentation.build(recipe, data)
+    return None
 
 
 @hookimpl
 def tl_train(recipe: Any, model: Any, data: Any, ctx: Any) -> Any:
+    from tl_medical import segmentation
     from tl_medical.tasks import CLASSIFICATION, MedicalClassifier, train
 
-    if recipe.task != CLASSIFICATION or not isinstance(model, MedicalClassifier):
+    if not isinstance(model, MedicalClassifier):
         return None
-    return train(recipe, model, data, ctx)
+    if recipe.task == CLASSIFICATION:
+        return train(recipe, model, data, ctx)
+    if recipe.task == segmentation.SEGMENTATION:
+        return segmentation.train(recipe, model, data, ctx)
+    return None
 
 
 @hookimpl
