@@ -221,9 +221,11 @@ def _download_hf(entry: WeightsEntry) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    repo_id, _, filename = entry.location.rpartition("/")
-    if repo_id.count("/") != 1:
-        raise WeightsError(f"weights {entry.name}: hf location must be 'owner/repo/filename', got {entry.location!r}")
+    parts = entry.location.split("/", 2)
+    if len(parts) != 3 or not all(parts):
+        raise WeightsError(f"weights {entry.name}: hf location must be 'owner/repo/path/in/repo', got "
+                           f"{entry.location!r}")
+    repo_id, filename = f"{parts[0]}/{parts[1]}", parts[2]
     try:
         return Path(hf_hub_download(repo_id, filename))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:

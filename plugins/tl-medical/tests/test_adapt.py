@@ -68,3 +68,13 @@ def test_a_layer_that_cannot_be_inflated_is_a_clear_error():
 def test_3d_to_2d_is_refused():
     with pytest.raises(TLError, match="cannot turn a 3D backbone into a 2D one"):
         build_backbone(spec("resnet18_3d"), "none", InputSpec(channels=1, spatial_dims=2))
+
+
+def test_a_channel_count_the_stem_cannot_take_is_a_clear_error():
+    from torch import nn
+
+    from tl_medical.adapt import adapt_channels
+
+    depthwise_stem = nn.Sequential(nn.Conv2d(3, 3, 3, groups=3), nn.Conv2d(3, 8, 1))
+    with pytest.raises(TLError, match="cannot adapt the backbone to 1 input channels.*convert the data to 3"):
+        adapt_channels(depthwise_stem, 3, 1)

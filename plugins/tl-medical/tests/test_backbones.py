@@ -15,7 +15,8 @@ from tl_core.model import build_backbone
 from tl_core.plugins import plugins, registry
 from tl_core.policies import group_parameters
 
-NAMES = ["densenet121_2d", "densenet121_3d", "resnet18_3d", "resnet50_3d", "resnet152_3d_ct", "efficientnet_b0_2d"]
+NAMES = ["resnet18_2d", "densenet121_2d", "densenet121_3d", "resnet18_3d", "resnet50_3d", "resnet152_3d_ct",
+         "efficientnet_b0_2d"]
 
 
 def test_plugin_is_listed_and_loaded():
@@ -56,6 +57,23 @@ def test_densenet121_imagenet_entry_maps_torchvision_keys_in_order():
     assert report.dropped == ["classifier.weight", "classifier.bias"] and not report.missing
     assert torch.equal(mapped["features.denseblock4.denselayer16.layers.conv2.weight"],
                        source["features.denseblock4.denselayer16.conv2.weight"])
+
+
+def test_monai_model_zoo_pathology_entry_maps_its_network_in_order():
+    """MONAI's bundle saves a TorchVisionFCModel (resnet18, 1x1-conv head): its keys map onto resnet18_2d in order."""
+    from monai.networks.nets import TorchVisionFCModel
+
+    from tl_core.weights import LoadReport, map_keys
+
+    spec = registry("backbone").get("resnet18_2d")
+    entry = spec.weights_entry("pathology")
+    source = TorchVisionFCModel("resnet18", num_classes=1, use_conv=True, pretrained=False).state_dict()
+    report = LoadReport(entry.name)
+    mapped = map_keys(source, spec.factory().state_dict(), entry, report)
+    assert report.dropped == ["fc.weight", "fc.bias"] and not report.missing and not report.reinitialised
+    assert torch.equal(mapped["layer4.1.conv2.weight"], source["features.7.1.conv2.weight"])
+    with pytest.raises(WeightsError, match="Hugging Face hub repo MONAI/pathology_tumor_detection"):
+        build_backbone(spec, "pathology")
 
 
 def test_medicalnet_entry_fails_offline_with_a_local_file_hint():

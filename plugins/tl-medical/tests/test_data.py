@@ -8,6 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tl_core.data import ClassificationData
+from tl_core.errors import DataError
+from tl_core.recipe import DataConfig
 from tl_medical.data import (
     DATA_FORMATS,
     MedicalData,
@@ -18,10 +22,6 @@ from tl_medical.data import (
     read_medical_folder,
     read_segmentation,
 )
-
-from tl_core.data import ClassificationData
-from tl_core.errors import DataError
-from tl_core.recipe import DataConfig
 
 # ---------------------------------------------------------------- class-per-folder
 
@@ -353,6 +353,7 @@ def test_synthetic_classification_is_readable_with_bright_lesions(tmp_path: Path
 
 def test_synthetic_dicom_is_ct_in_hounsfield_units(med_dicom_folder: Path):
     import pydicom
+
     from tl_medical.io import read_image
 
     path = med_dicom_folder / "lesion" / "lesion_000.dcm"

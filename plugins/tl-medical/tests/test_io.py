@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tl_medical.io import WINDOWS, UnreadableImage, apply_window, read_image
 
 # ---------------------------------------------------------------- DICOM files shipped by pydicom
@@ -97,6 +98,7 @@ def test_a_text_file_is_not_a_medical_image(tmp_path: Path):
 def write_series(folder: Path, values: list[float], names: list[str], positions: bool = True) -> None:
     """Slices of constant HU ``values[k]`` at z = 3k mm, written to the file ``names[k]``."""
     import pydicom
+
     from tl_medical.synthetic import write_dicom
 
     folder.mkdir(parents=True)

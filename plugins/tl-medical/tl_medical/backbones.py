@@ -46,6 +46,12 @@ def _resnet(depth: int, spatial_dims: int, in_channels: int, **kwargs: Any) -> A
     return model
 
 
+def resnet18_2d() -> Any:
+    from tl_core.builtin.vision import resnet18
+
+    return resnet18()
+
+
 def densenet121_2d() -> Any:
     return _densenet(2, 3)
 
@@ -83,7 +89,7 @@ DENSENET_GROUPS = _groups(
     ("block3", ("features.denseblock3", "features.transition3")),
     ("block4", ("features.denseblock4", "features.norm5")),
 )
-RESNET_GROUPS = _groups(
+RESNET_GROUPS = _groups(  # MONAI's ResNet and torchvision's name these modules alike
     ("stem", ("conv1", "bn1")), ("layer1", ("layer1",)), ("layer2", ("layer2",)), ("layer3", ("layer3",)),
     ("layer4", ("layer4",)),
 )
@@ -130,6 +136,32 @@ BACKBONES = (
         input=InputSpec(**IMAGENET),
         tasks=TASKS,
         description="MONAI DenseNet-121, 2D, 1024-d features",
+    ),
+    BackboneSpec(
+        name="resnet18_2d",
+        factory=resnet18_2d,
+        feature_dim=512,
+        layer_groups=RESNET_GROUPS,
+        weights=(
+            WeightsEntry(
+                name="pathology",
+                architecture="resnet18_2d",
+                source="hf",
+                location="MONAI/pathology_tumor_detection/models/model.pt",
+                sha256=None,
+                licence="Apache-2.0 (MONAI model zoo)",
+                training_data="Camelyon-16 histopathology patches, metastasis detection (MONAI model zoo bundle "
+                              "pathology_tumor_detection)",
+                description="MONAI model-zoo ResNet-18 (TorchVisionFCModel) from the Hugging Face hub (online)",
+                key_map="in-order",
+                classifier=("fc",),
+                mean=(0.5, 0.5, 0.5),  # the bundle scales [0, 255] to [-1, 1]
+                std=(0.5, 0.5, 0.5),
+            ),
+        ),
+        input=InputSpec(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        tasks=TASKS,
+        description="torchvision ResNet-18, 2D, 512-d features, with MONAI model-zoo pathology weights",
     ),
     BackboneSpec(
         name="densenet121_3d",
