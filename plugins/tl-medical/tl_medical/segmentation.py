@@ -12,12 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tl_core.errors import TLError
+from tl_medical.data import SEGMENTATION_TASK
 
 if TYPE_CHECKING:
     from tl_core.recipe import Recipe
     from tl_core.run import RunContext
 
-SEGMENTATION = "medical-segmentation"
+SEGMENTATION = SEGMENTATION_TASK
 DECODER_CHANNELS = (128, 64, 32, 16, 8)
 
 

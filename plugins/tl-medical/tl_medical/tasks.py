@@ -6,13 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tl_medical.data import CLASSIFICATION_TASK
+
 if TYPE_CHECKING:
     from tl_core.model import BuiltBackbone, TransferModel
     from tl_core.recipe import Recipe
     from tl_core.run import RunContext
 
-CLASSIFICATION = "medical-classification"
-
+CLASSIFICATION = CLASSIFICATION_TASK
 
 @dataclass
 class MedicalClassifier:
