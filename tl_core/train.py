@@ -47,6 +47,17 @@ class TrainResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class TaskSteps:
+    """For models that compute their own loss and return structured predictions (torchvision detectors):
+    ``train(model, x, y)`` returns the loss of a batch, ``predict(model, x)`` a list with one prediction per
+    item, ``collate`` builds batches. Predictions and targets reach ``tl_evaluate`` as lists."""
+
+    train: Callable[[Any, Any, Any], Any]
+    predict: Callable[[Any, Any], list[Any]]
+    collate: Callable[[list[Any]], Any] | None = None
+
+
 def resolve_device(device: str) -> str:
     """``auto`` picks CUDA when there is a GPU; asking for ``cuda`` without one is a user error."""
     import torch
@@ -125,11 +136,13 @@ class Trainer:
         num_workers: int = 0,
         loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         metric_names: set[str] | None = None,
+        task_steps: TaskSteps | None = None,
     ) -> None:
         self.model = model
         self.num_workers = num_workers
         self.loss = loss or self._cross_entropy
         self.metric_names = metric_names
+        self.steps = task_steps
         self.groups = groups
         self.policy = policy
         self.cfg = cfg
@@ -176,8 +189,9 @@ class Trainer:
         from torch.utils.data import DataLoader
 
         generator = torch.Generator().manual_seed(self.cfg.seed)
+        collate = self.steps.collate if self.steps else None
         return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=shuffle, generator=generator,
-                          num_workers=self.num_workers, drop_last=False)
+                          num_workers=self.num_workers, drop_last=False, collate_fn=collate)
 
     def _save_checkpoint(self, state: dict[str, Any]) -> None:
         import io
@@ -202,18 +216,29 @@ class Trainer:
             save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
             tmp.replace(self.ctx.checkpoints / BEST)
 
-    def predict(self, loader: Any) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """Outputs, targets and mean loss of the (prepared) model over a (prepared) loader."""
+    def predict(self, loader: Any) -> tuple[Any, Any, float | None]:
+        """Outputs, targets and mean loss of the (prepared) model over a (prepared) loader.
+
+        Tensors are concatenated; a task with its own steps (detection: lists of dicts) gets lists, and no loss.
+        """
         import torch
 
         self.model.eval()
-        outs, tgts = [], []
+        outs: list[Any] = []
+        tgts: list[Any] = []
         with torch.no_grad():
             for x, y in loader:
+                if self.steps is not None:
+                    out = self.steps.predict(self.model, x)
+                    outs.extend(self.accelerator.gather_for_metrics(out, use_gather_object=True))
+                    tgts.extend(self.accelerator.gather_for_metrics(y, use_gather_object=True))
+                    continue
                 out = self.model(x)
                 out, y = self.accelerator.gather_for_metrics((out, y))
                 outs.append(out.float().cpu())
                 tgts.append(y.cpu())
+        if self.steps is not None:
+            return outs, tgts, None
         outputs, targets = torch.cat(outs), torch.cat(tgts)
         with torch.no_grad():
             loss = self.loss(outputs, targets).item()
@@ -222,7 +247,8 @@ class Trainer:
     def score(self, loader: Any) -> dict[str, float]:
         outputs, targets, loss = self.predict(loader)
         metrics = evaluate_outputs(self.task, outputs, targets, self.classes)
-        metrics["loss"] = loss
+        if loss is not None:
+            metrics["loss"] = loss
         return metrics
 
     # -------------------------------------------------------------- the loop
@@ -298,13 +324,16 @@ class Trainer:
                     for group in optimizer.param_groups:
                         group["lr"] = group["base_lr"] * lr_factor(cfg.schedule, step, total_steps)
                     with acc.accumulate(self.model):
-                        out = self.model(x)
-                        loss = self.loss(out, y)
+                        if self.steps is not None:
+                            out, loss = None, self.steps.train(self.model, x, y)
+                        else:
+                            out = self.model(x)
+                            loss = self.loss(out, y)
                         acc.backward(loss)
                         optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
                     total_loss += loss.detach().item() * len(y)
-                    if out.ndim == 2 and y.ndim == 1:  # classification: also report training accuracy
+                    if out is not None and out.ndim == 2 and y.ndim == 1:  # classification: training accuracy
                         correct += (out.detach().argmax(1) == y).sum().item()
                     seen += len(y)
                     progress.advance(batches)
@@ -312,7 +341,7 @@ class Trainer:
                 row: dict[str, float] = {
                     "epoch": epoch + 1,
                     "train_loss": total_loss / max(seen, 1),
-                    **({"train_accuracy": correct / max(seen, 1)} if out.ndim == 2 else {}),
+                    **({"train_accuracy": correct / max(seen, 1)} if out is not None and out.ndim == 2 else {}),
                     "lr": optimizer.param_groups[0]["lr"],
                     "trainable_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
                 }
@@ -378,10 +407,11 @@ def run_trainer(
     num_workers: int = 0,
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     metric_names: set[str] | None = None,
+    task_steps: TaskSteps | None = None,
 ) -> TrainResult:
     """Fit, then score the best model on val and test. ``loss`` defaults to cross-entropy; a task whose
     outputs are not class scores passes its own, and the names of the metrics its ``tl_evaluate`` gives."""
-    trainer = Trainer(model, groups, policy, cfg, ctx, task, classes, num_workers, loss, metric_names)
+    trainer = Trainer(model, groups, policy, cfg, ctx, task, classes, num_workers, loss, metric_names, task_steps)
     result = trainer.fit(train_set, val_set, resume=ctx.resume)
     trainer.model = trainer.accelerator.prepare(result.model)
     for split, dataset in (("val", val_set), ("test", test_set)):

@@ -1,0 +1,86 @@
+"""torchvision detectors on registry backbones: built, trained one step, predicting 0-based classes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tl_core.plugins import plugins, registry
+
+
+def recipe(head: str, backbone: str = "mobilenet_v2", weights: str = "imagenet"):
+    return SimpleNamespace(backbone=SimpleNamespace(name=backbone, weights=weights),
+                           head=SimpleNamespace(name=head, options={}), data=SimpleNamespace(image_size=None))
+
+
+DATA = SimpleNamespace(classes=["car", "person", "stop sign"], options=SimpleNamespace(image_size=128))
+IMAGES = [torch.rand(3, 96, 128), torch.rand(3, 64, 128)]
+TARGETS = [
+    {"boxes": torch.tensor([[10.0, 20, 50, 60]]), "labels": torch.tensor([0])},
+    {"boxes": torch.tensor([[30.0, 10, 90, 60], [5, 5, 20, 40]]), "labels": torch.tensor([2, 1])},
+]
+
+
+def test_plugin_is_listed_and_lists_without_torch():
+    info = {p.name: p for p in plugins()}["driving"]
+    assert info.status == "loaded" and info.distribution == "tl-driving"
+    code = ("import sys, json; from tl_core.plugins import plugins; plugins();"
+            "print(json.dumps(sorted(m for m in ('torch', 'torchvision', 'ultralytics') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
+    assert json.loads(out.stdout) == []
+
+
+@pytest.mark.parametrize("head", ["faster-rcnn", "retinanet", "fcos"])
+def test_detector_trains_a_step_and_predicts_dataset_classes(head):
+    from tl_driving.models import build
+    from tl_driving.train import predict_step, train_step
+
+    detector = build(recipe(head), DATA)
+    model = detector.model
+    assert detector.backbone.report.loaded and not detector.backbone.report.missing  # real ImageNet weights
+    every = {id(p) for p in model.parameters()}
+    split = {id(p) for p in model.backbone.parameters()} | {id(p) for p in model.head.parameters()}
+    assert split == every  # the core's freeze policies and optimizer groups see every parameter
+    model.train()
+    loss = train_step(model, IMAGES, TARGETS)
+    assert torch.isfinite(loss) and loss.requires_grad
+    loss.backward()
+    model.eval()
+    with torch.no_grad():
+        predictions = predict_step(model, IMAGES)
+    assert len(predictions) == 2
+    for p in predictions:
+        assert set(p) >= {"boxes", "scores", "labels"}
+        assert p["labels"].numel() == 0 or (p["labels"].min() >= 0 and p["labels"].max() < 3)
+
+
+def test_detection_heads_are_registered_for_object_detection():
+    heads = registry("head")
+    for name in ("faster-rcnn", "retinanet", "fcos"):
+        assert heads.get(name).tasks == ("object-detection",) and heads.owner(name) == "driving"
+
+
+def test_a_classification_head_for_detection_is_a_clear_error():
+    from tl_core.errors import TLError
+    from tl_driving.models import build
+
+    with pytest.raises(TLError, match="head 'linear' is not a detector; object-detection heads: faster-rcnn, fcos"):
+        build(recipe("linear"), DATA)
+
+
+def test_map_metrics_on_known_boxes():
+    from tl_core.train import evaluate_outputs
+
+    truth = [{"boxes": torch.tensor([[10.0, 10, 50, 50]]), "labels": torch.tensor([0])}]
+    perfect = [{"boxes": truth[0]["boxes"], "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}]
+    m = evaluate_outputs("object-detection", perfect, truth, ["car", "person"])
+    assert m["map_50"] == pytest.approx(1.0) and m["map"] == pytest.approx(1.0) and m["ap_car"] == pytest.approx(1.0)
+    shifted = [{"boxes": truth[0]["boxes"] + 20, "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}]
+    m = evaluate_outputs("object-detection", shifted, truth, ["car", "person"])
+    assert m["map_50"] == 0.0  # IoU 400/2800 < 0.5

@@ -1,0 +1,317 @@
+"""Driving-scene detection data for recipes: ``data.options`` (:class:`DrivingOptions`), ``read(config, seed)``
+(:func:`load_detection`, returning :class:`DetectionData`), the registered data formats, and the torch dataset.
+
+``data.format`` is one of ``yolo``, ``coco``, ``voc``, ``kitti``, ``bdd100k`` (readers in :mod:`tl_driving.formats`).
+``data.path`` is read as the training data; a val split comes from the YOLO data YAML's ``val`` when it has one,
+else ``data.val_fraction`` of the images at random (seeded); the test split from ``data.test_path``, else the YOLO
+YAML's ``test``. Val and test are read with the training classes. ``data.image_size``, when set, overrides
+``data.options.image_size``.
+
+Torch and torchvision are imported only inside :class:`DetectionDataset` and :func:`collate`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tl_core.components import DataFormat
+from tl_core.errors import DataError
+from tl_driving.formats import (
+    DetectionSet,
+    read_bdd100k,
+    read_coco,
+    read_kitti,
+    read_voc,
+    read_yolo,
+    yolo_splits,
+)
+
+if TYPE_CHECKING:
+    from tl_core.recipe import DataConfig
+
+DETECTION_TASK = "object-detection"
+
+
+class DrivingOptions(BaseModel):
+    """``data.options`` of the driving data formats."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    classes: list[str] | None = Field(
+        None, description="keep only these classes, in this order (= label ids); boxes of others are dropped and "
+        "counted as 'filtered class'. Default: YOLO's names, else the sorted names found"
+    )
+    class_map: dict[str, str | None] = Field(
+        default_factory=dict, description="rename source classes before anything else ({Pedestrian: person}); "
+        "null drops the class"
+    )
+    missing_labels: Literal["background", "error"] = Field(
+        "background", description="an image without a label file (YOLO, VOC, KITTI): a background image, or an error"
+    )
+    voc_skip_difficult: bool = Field(False, description="Pascal VOC: drop objects marked difficult")
+    image_size: int = Field(320, ge=32, description="training size of the longer image side (data.image_size wins)")
+    images: str | None = Field(
+        None, description="COCO, BDD100K: the image folder (relative to the JSON's folder); default: beside the JSON"
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("list at least one class (or leave classes out to keep every class)")
+        if len(set(value)) != len(value) or not all(v.strip() for v in value):
+            raise ValueError("class names must be unique and non-empty")
+        return value
+
+    @field_validator("class_map")
+    @classmethod
+    def _class_map(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        if any(not k or (v is not None and not v.strip()) for k, v in value.items()):
+            raise ValueError("class names must be non-empty (map a class to null to drop it)")
+        return value
+
+    @model_validator(mode="after")
+    def _mapped_into_classes(self) -> DrivingOptions:
+        if self.classes is not None:
+            lost = sorted({v for v in self.class_map.values() if v is not None and v not in self.classes})
+            if lost:
+                raise ValueError(
+                    f"class_map maps to {lost}, which classes ({', '.join(self.classes)}) would filter out; add "
+                    "them to classes or map them to null"
+                )
+        return self
+
+
+def as_options(options: DrivingOptions | dict[str, Any] | None) -> DrivingOptions:
+    """``DrivingOptions`` from a validated model, a ``data.options`` mapping, or ``None`` (the defaults)."""
+    if options is None:
+        return DrivingOptions()
+    if isinstance(options, DrivingOptions):
+        return options
+    try:
+        return DrivingOptions(**options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        where = f"data.options.{where}" if where else "data.options"
+        raise DataError(f"{where}: {err['msg']} (got {err.get('input')!r:.120})") from None
+
+
+# ---------------------------------------------------------------- read(config, seed)
+
+
+@dataclass
+class DetectionData:
+    """Train/val/test splits of one detection data set, ready for a trainer, plus what reading left out (of every
+    split together): ``skipped`` lines, ``dropped`` boxes per reason, ``clipped`` boxes, ``unlabelled`` images."""
+
+    train: DetectionSet
+    val: DetectionSet | None
+    test: DetectionSet | None
+    classes: list[str]
+    skipped: list[str]
+    options: DrivingOptions = field(default_factory=DrivingOptions)
+    dropped: dict[str, int] = field(default_factory=dict)
+    clipped: int = 0
+    unlabelled: int = 0
+
+    def splits(self) -> dict[str, DetectionSet]:
+        return {k: v for k, v in (("train", self.train), ("val", self.val), ("test", self.test)) if v is not None}
+
+    def summary(self) -> dict[str, Any]:
+        splits = self.splits()
+        return {
+            "classes": self.classes,
+            "train": len(self.train),
+            "val": len(self.val) if self.val else 0,
+            "test": len(self.test) if self.test else 0,
+            "boxes": {name: s.boxes_per_class() for name, s in splits.items()},
+            "background": {name: s.background for name, s in splits.items()},
+            "skipped": self.skipped[:100],
+            "skipped_total": len(self.skipped),
+            "dropped": dict(self.dropped),
+            "clipped": self.clipped,
+            "unlabelled": self.unlabelled,
+            "options": self.options.model_dump(mode="json"),
+        }
+
+
+def random_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices ``(train, val)``: a seeded random ``fraction`` of ``n`` in val (at least one, never all)."""
+    idx = list(range(n))
+    random.Random(seed).shuffle(idx)
+    n_val = 0 if n < 2 or fraction == 0 else min(max(1, round(n * fraction)), n - 1)
+    return sorted(idx[n_val:]), sorted(idx[:n_val])
+
+
+def _merge_counts(*sets: DetectionSet | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in sets:
+        for reason, n in (s.dropped if s else {}).items():
+            out[reason] = out.get(reason, 0) + n
+    return out
+
+
+def load_detection(config: DataConfig, seed: int, reader: Any) -> DetectionData:
+    """Read ``config.path`` with ``reader`` and ``config.options``: for a YOLO data YAML its train split, and its
+    val split when it has one; else split off ``config.val_fraction`` at random (seeded). Read ``config.test_path``
+    (a YOLO test YAML: its ``test`` split, else its ``train``; without ``test_path``, the YOLO YAML's own ``test``)
+    with the training classes."""
+    opts = as_options(config.options)
+    if config.image_size is not None and config.image_size != opts.image_size:
+        opts = opts.model_copy(update={"image_size": config.image_size})
+    named = yolo_splits(config.path) if reader is read_yolo else []
+    full: DetectionSet = reader(config.path, strict=config.strict, options=opts)
+    classes = full.classes
+    read_val = None
+    if "val" in named:
+        train = full
+        val = read_val = read_yolo(config.path, strict=config.strict, classes=classes, options=opts, split="val")
+    else:
+        train_idx, val_idx = random_split(len(full), config.val_fraction, seed)
+        train, val = full.subset(train_idx), (full.subset(val_idx) if val_idx else None)
+    if config.test_path and reader is read_yolo:
+        split = "test" if "test" in yolo_splits(config.test_path) else "train"
+        test = read_yolo(config.test_path, strict=config.strict, classes=classes, options=opts, split=split)
+    elif config.test_path:
+        test = reader(config.test_path, strict=config.strict, classes=classes, options=opts)
+    elif "test" in named:
+        test = read_yolo(config.path, strict=config.strict, classes=classes, options=opts, split="test")
+    else:
+        test = None
+    if train.num_boxes == 0:
+        dropped = ", ".join(f"{n} {reason}" for reason, n in full.dropped.items())
+        raise DataError(
+            f"{config.path}: no boxes in the training images (every image is background"
+            + (f"; dropped: {dropped}" if dropped else "")
+            + "); check the labels, data.options.classes and data.options.class_map"
+        )
+    sources = [s for s in (full, read_val, test) if s is not None]
+    return DetectionData(
+        train=train,
+        val=val,
+        test=test,
+        classes=classes,
+        skipped=[line for s in sources for line in s.skipped],
+        options=opts,
+        dropped=_merge_counts(*sources),
+        clipped=sum(s.clipped for s in sources),
+        unlabelled=sum(s.unlabelled for s in sources),
+    )
+
+
+def read_yolo_data(config: DataConfig, seed: int) -> DetectionData:
+    return load_detection(config, seed, read_yolo)
+
+
+def read_coco_data(config: DataConfig, seed: int) -> DetectionData:
+    return load_detection(config, seed, read_coco)
+
+
+def read_voc_data(config: DataConfig, seed: int) -> DetectionData:
+    return load_detection(config, seed, read_voc)
+
+
+def read_kitti_data(config: DataConfig, seed: int) -> DetectionData:
+    return load_detection(config, seed, read_kitti)
+
+
+def read_bdd100k_data(config: DataConfig, seed: int) -> DetectionData:
+    return load_detection(config, seed, read_bdd100k)
+
+
+DATA_FORMATS: tuple[DataFormat, ...] = (
+    DataFormat(
+        "yolo", DETECTION_TASK, read=read_yolo_data, read_split=read_yolo, options=DrivingOptions,
+        description="an ultralytics data YAML (train/val/test, names) or images/ + labels/ + classes.txt; "
+        "lines 'class cx cy w h' normalised to [0, 1]",
+    ),
+    DataFormat(
+        "coco", DETECTION_TASK, read=read_coco_data, read_split=read_coco, options=DrivingOptions,
+        description="a COCO JSON file (images, annotations with bbox [x, y, w, h], categories); images beside it "
+        "or in images/ (or data.options.images)",
+    ),
+    DataFormat(
+        "voc", DETECTION_TASK, read=read_voc_data, read_split=read_voc, options=DrivingOptions,
+        description="a Pascal VOC folder: Annotations/*.xml and JPEGImages/ (or images/)",
+    ),
+    DataFormat(
+        "kitti", DETECTION_TASK, read=read_kitti_data, read_split=read_kitti, options=DrivingOptions,
+        description="a KITTI object folder: image_2/ and label_2/ (DontCare regions dropped)",
+    ),
+    DataFormat(
+        "bdd100k", DETECTION_TASK, read=read_bdd100k_data, read_split=read_bdd100k, options=DrivingOptions,
+        description="a BDD100K label JSON (frames with box2d labels) with its images in images/ beside it",
+    ),
+)
+
+
+# ---------------------------------------------------------------- torch side
+
+
+class DetectionDataset:
+    """A map-style dataset of ``(image, target)``: the image a float32 tensor ``[3, H, W]`` in [0, 1], resized so
+    that its longer side is ``size`` (aspect kept); the target ``{"boxes": float32 [N, 4] (x1, y1, x2, y2 in the
+    resized image's pixels), "labels": int64 [N] (0-based class ids)}``.
+
+    With ``augment``, a horizontal flip (probability 0.5, boxes flipped too) and a mild colour jitter, drawn from
+    torch's global RNG, so a run seeded by its trainer augments the same way every time; without, it is
+    deterministic and draws nothing.
+    """
+
+    def __init__(self, dataset: DetectionSet, size: int, augment: bool = False) -> None:
+        self.dataset = dataset
+        self.size = size
+        self.augment = augment
+        self._jitter = None
+        if augment:
+            from torchvision.transforms import v2
+
+            self._jitter = v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.02)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def scaled_size(self, i: int) -> tuple[int, int]:
+        """``(width, height)`` of item ``i`` after resizing."""
+        sample = self.dataset.samples[i]
+        scale = self.size / max(sample.width, sample.height)
+        return max(1, round(sample.width * scale)), max(1, round(sample.height * scale))
+
+    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
+        import torch
+        from PIL import Image
+        from torchvision.transforms.v2 import functional as F
+
+        sample = self.dataset.samples[i]
+        with Image.open(sample.image) as im:
+            image = im.convert("RGB")
+        if image.size != (sample.width, sample.height):
+            raise DataError(
+                f"{sample.image}: the image is {image.size[0]}x{image.size[1]} but was {sample.width}x{sample.height} "
+                "when the data set was read; was it changed?"
+            )
+        width, height = self.scaled_size(i)
+        x = F.to_dtype(F.pil_to_tensor(image), torch.float32, scale=True)
+        x = F.resize(x, [height, width], antialias=True).clamp_(0.0, 1.0)
+        boxes = torch.tensor([[b.x1, b.y1, b.x2, b.y2] for b in sample.boxes], dtype=torch.float32).reshape(-1, 4)
+        boxes *= torch.tensor([width / sample.width, height / sample.height] * 2)
+        labels = torch.tensor([b.label for b in sample.boxes], dtype=torch.int64)
+        if self.augment:
+            if torch.rand(()) < 0.5:
+                x = x.flip(-1)
+                boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+            x = self._jitter(x)
+        return x.contiguous(), {"boxes": boxes, "labels": labels}
+
+
+def collate(batch: list[tuple[Any, dict[str, Any]]]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Detection batches keep images (of different sizes) and targets as lists."""
+    images, targets = zip(*batch) if batch else ((), ())
+    return list(images), list(targets)

@@ -1,0 +1,61 @@
+"""The tl-driving plugin: torchvision detectors on registry backbones, driving data formats, COCO mAP.
+Importing this module imports neither torch, torchvision nor ultralytics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tl_core import hookimpl
+from tl_core.components import RecipeSource
+
+RECIPES = Path(__file__).parent / "recipes"
+
+
+@hookimpl
+def tl_register_heads(register: Any) -> None:
+    from tl_driving.models import HEADS
+
+    for head in HEADS:
+        register(head)
+
+
+@hookimpl
+def tl_register_datasets(register: Any) -> None:
+    from tl_driving.data import DATA_FORMATS
+
+    for fmt in DATA_FORMATS:
+        register(fmt)
+
+
+@hookimpl
+def tl_register_recipes(register: Any) -> None:
+    for path in sorted(RECIPES.glob("*/*.yaml")):
+        first = path.read_text(encoding="utf-8").splitlines()[0]
+        register(RecipeSource(f"{path.parent.name}/{path.stem}", path, first.lstrip("# ").strip()))
+
+
+@hookimpl
+def tl_build_model(recipe: Any, data: Any) -> Any:
+    from tl_driving.models import TASK, build
+
+    return build(recipe, data) if recipe.task == TASK else None
+
+
+@hookimpl
+def tl_train(recipe: Any, model: Any, data: Any, ctx: Any) -> Any:
+    from tl_driving.models import TASK, Detector
+    from tl_driving.train import train
+
+    if recipe.task != TASK or not isinstance(model, Detector):
+        return None
+    return train(recipe, model, data, ctx)
+
+
+@hookimpl
+def tl_evaluate(task: str, outputs: Any, targets: Any, class_names: list[str]) -> dict[str, float] | None:
+    if task != "object-detection":
+        return None
+    from tl_driving.metrics import detection
+
+    return detection(outputs, targets, class_names)
