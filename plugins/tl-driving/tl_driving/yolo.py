@@ -1,0 +1,342 @@
+"""The ultralytics YOLO path: models from their YAML (offline) or COCO checkpoints by URL (online), trained by
+ultralytics' own trainer (its augmentations, its DDP), driven by the tl recipe.
+
+Freeze policies are applied for real. Ultralytics sets ``requires_grad=True`` on every layer outside its own
+``freeze`` list when training starts, so tl hands it the policy's frozen layers as that list (which also keeps
+their BatchNorm in eval mode), moves layers out of it when a policy unfreezes them (gradual unfreezing, at the
+start of an epoch), and copies the frozen layers into the EMA model after every step: the EMA update
+``d * w + (1 - d) * w`` would otherwise change frozen weights in their last bits. The last layer group
+(``detect``) is the task head and always trains.
+
+Ultralytics' ``.pt`` checkpoints are pickles; they are read with ultralytics' own restricted loader
+(``weights_only=True`` and an allow-list of its layer classes), never with arbitrary unpickling.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from tl_core.components import BackboneSpec, InputSpec, LayerGroup
+from tl_core.weights import WeightsEntry
+
+if TYPE_CHECKING:
+    from tl_core.recipe import Recipe
+    from tl_core.run import RunContext
+
+ASSETS = "https://github.com/ultralytics/assets/releases/download/v8.3.0/"
+# model -> (number of backbone layers, number of layers); the same for every scale (n, s, m, l, x)
+LAYOUTS = {"yolo11": (11, 24), "yolov8": (10, 23)}
+COCO80 = (
+    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign parking_meter "
+    "bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie suitcase frisbee "
+    "skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard tennis_racket bottle "
+    "wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot hot_dog pizza donut cake "
+    "chair couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard cell_phone microwave oven "
+    "toaster sink refrigerator book clock vase scissors teddy_bear hair_drier toothbrush"
+).replace("_", " ").split()
+
+
+def layer_groups(family: str) -> tuple[LayerGroup, ...]:
+    backbone, total = LAYOUTS[family]
+
+    def layers(a: int, b: int) -> tuple[str, ...]:
+        return tuple(f"model.{i}" for i in range(a, b))
+
+    return (
+        LayerGroup("stem", layers(0, 2)), LayerGroup("stage2", layers(2, 4)), LayerGroup("stage3", layers(4, 6)),
+        LayerGroup("stage4", layers(6, 8)), LayerGroup("stage5", layers(8, backbone)),
+        LayerGroup("neck", layers(backbone, total - 1)), LayerGroup("detect", layers(total - 1, total)),
+    )
+
+
+def build_model(cfg: str, nc: int = 80) -> Any:
+    from ultralytics.nn.tasks import DetectionModel
+
+    return DetectionModel(cfg, nc=nc, verbose=False)
+
+
+def read_checkpoint(path: Any, what: str) -> dict[str, Any]:
+    """A state_dict from an ultralytics checkpoint, through ultralytics' restricted ``weights_only`` loader."""
+    from tl_core.errors import WeightsError
+
+    try:
+        from ultralytics.nn.tasks import torch_safe_load
+
+        ckpt, _ = torch_safe_load(str(path), safe_only=True)
+    except Exception as exc:  # a refused global, a damaged file
+        raise WeightsError(f"weights {what}: {path} is not an ultralytics checkpoint tl can read safely "
+                           f"({type(exc).__name__}: {str(exc)[:160]})") from None
+    model = ckpt.get("ema") or ckpt.get("model")
+    if model is None:
+        raise WeightsError(f"weights {what}: {path} holds no 'model' or 'ema'")
+    return {k: v.float() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+
+
+def _spec(name: str) -> BackboneSpec:
+    family = "yolo11" if name.startswith("yolo11") else "yolov8"
+    return BackboneSpec(
+        name=name,
+        factory=partial(build_model, f"{name}.yaml"),
+        feature_dim=0,
+        layer_groups=layer_groups(family),
+        weights=(
+            WeightsEntry(
+                name="coco",
+                architecture=name,
+                source="url",
+                location=f"{ASSETS}{name}.pt",
+                sha256=None,  # ultralytics publishes no digest for its assets
+                licence="AGPL-3.0 (Ultralytics)",
+                training_data="COCO 2017 (80 classes)",
+                description=f"Ultralytics {name} COCO detector (downloaded on first use)",
+                reader="tl_driving.yolo:read_checkpoint",
+                mean=(0.0, 0.0, 0.0),
+                std=(1.0, 1.0, 1.0),
+                input_size=640,
+            ),
+        ),
+        input=InputSpec(size=640, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
+        tasks=("object-detection",),
+        description=f"Ultralytics {name} (backbone, neck and Detect head; head: yolo)",
+    )
+
+
+BACKBONES = tuple(_spec(n) for n in ("yolo11n", "yolo11s", "yolov8n", "yolov8s"))
+
+
+def is_yolo(name: str) -> bool:
+    return any(name == b.name for b in BACKBONES)
+
+
+def resize_classes(model: Any, classes: list[str], source_names: list[str] | None,
+                   class_map: dict[str, str | None]) -> list[str]:
+    """Give the Detect head one output row per target class. Rows of classes the source model knew (by name,
+    after ``class_map``) keep their pre-trained weights; the others start fresh, with ultralytics' own bias prior.
+    Returns report lines naming what was kept.
+
+    Only the last convolution of each class branch changes: its hidden width stays the source's, which is why
+    tl hands ultralytics this very model instead of letting it rebuild one from the YAML for the new class count.
+    """
+    import math
+
+    import torch
+    from torch import nn
+
+    detect = model.model[-1]
+    nc = len(classes)
+    reverse = {v: k for k, v in class_map.items() if v}
+    rows = {}
+    if source_names is not None:
+        for j, name in enumerate(classes):
+            src = reverse.get(name, name)
+            if src in source_names:
+                rows[j] = source_names.index(src)
+    lines = []
+    for i, branch in enumerate(detect.cv3):
+        old = branch[-1]
+        new = nn.Conv2d(old.in_channels, nc, 1)
+        with torch.no_grad():
+            new.bias.fill_(math.log(5 / nc / (640 / float(detect.stride[i])) ** 2) if detect.stride[i] else 0.0)
+            for j, k in rows.items():
+                new.weight[j].copy_(old.weight[k])
+                new.bias[j].copy_(old.bias[k])
+        branch[-1] = new
+        if source_names is not None:
+            kept = ", ".join(f"{classes[j]} (was {source_names[k]})" for j, k in rows.items()) or "none"
+            lines.append(f"model.{len(model.model) - 1}.cv3.{i}.{len(branch) - 1}: class rows kept for {kept}; "
+                         f"{nc - len(rows)} new")
+    detect.nc = nc
+    detect.no = nc + detect.reg_max * 4
+    model.nc = nc
+    model.yaml["nc"] = nc
+    model.names = dict(enumerate(classes))
+    return lines
+
+
+class YoloDetector:
+    """What ``tl_build_model`` returns for the YOLO path."""
+
+    def __init__(self, model: Any, backbone: Any, classes: list[str], size: int, cfg: str) -> None:
+        self.model = model
+        self.backbone = backbone
+        self.classes = classes
+        self.size = size
+        self.cfg = cfg
+
+    @property
+    def groups(self) -> Any:
+        return self.backbone.spec.layer_groups
+
+
+def build(recipe: Recipe, data: Any, weights: str | None = None) -> YoloDetector:
+    from tl_core.model import build_backbone
+    from tl_core.plugins import registry
+
+    spec = registry("backbone").get(recipe.backbone.name)
+    built = build_backbone(spec, recipe.backbone.weights if weights is None else weights)
+    classes = list(data.classes)
+    model = built.module  # nc=80, the layout of the COCO checkpoints (with or without their weights)
+    lines = resize_classes(model, classes, list(COCO80) if built.report is not None else None,
+                           data.options.class_map)
+    if built.report is not None:
+        built.report.reshaped.extend(lines)
+    size = recipe.data.image_size or data.options.image_size
+    return YoloDetector(model, built, classes, size, f"{spec.name}.yaml")
+
+
+def _frozen_layers(groups: Any, states: list[Any]) -> list[int]:
+    return sorted(int(p.split(".")[1]) for g, s in zip(groups, states) if not s.trainable for p in g.prefixes)
+
+
+def predict(model: Any, cfg: str, dataset: Any, size: int, device: str) -> tuple[list[Any], list[Any]]:
+    """Predictions (score threshold 0.001, as mAP wants) and targets, in original image pixels."""
+    import torch
+    from ultralytics import YOLO
+
+    yolo = YOLO(cfg, task="detect")
+    yolo.model = model.eval()
+    outputs, targets = [], []
+    for sample in dataset.samples:
+        result = yolo.predict(str(sample.image), imgsz=size, conf=0.001, device=device, verbose=False)[0]
+        boxes = result.boxes
+        outputs.append({"boxes": boxes.xyxy.cpu(), "scores": boxes.conf.cpu(), "labels": boxes.cls.long().cpu()})
+        targets.append({"boxes": torch.tensor([[b.x1, b.y1, b.x2, b.y2] for b in sample.boxes]).reshape(-1, 4),
+                        "labels": torch.tensor([b.label for b in sample.boxes], dtype=torch.long)})
+    return outputs, targets
+
+
+def train(recipe: Recipe, det: YoloDetector, data: Any, ctx: RunContext) -> Any:
+    import logging
+    import time
+
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.utils import LOGGER
+
+    from tl_core.classifier import make_policy
+    from tl_core.train import TrainResult, evaluate_outputs, resolve_device
+    from tl_driving.formats import write_yolo
+
+    policy = make_policy(recipe)
+    groups = det.groups
+    n, epochs = len(groups) - 1, recipe.train.epochs  # the last group, detect, is the head
+    plans = [[*policy.plan(n, e, epochs), _HEAD] for e in range(epochs)]
+    device = resolve_device(recipe.train.device)
+    splits = {"val": data.val} if data.val else {}
+    if data.test:
+        splits["test"] = data.test
+    yaml_path = write_yolo(data.train, ctx.out / "yolo-data", splits)
+    initial = {k: v.clone() for k, v in det.model.state_dict().items()}
+    history: list[dict[str, float]] = []
+    state: dict[str, Any] = {"frozen": _frozen_layers(groups, plans[0]), "start": time.perf_counter()}
+
+    def on_train_epoch_start(trainer: Any) -> None:
+        frozen = _frozen_layers(groups, plans[min(trainer.epoch, epochs - 1)])
+        opened = sorted(set(state["frozen"]) - set(frozen))
+        if opened:
+            for name, p in trainer.model.named_parameters():
+                if int(name.split(".")[1]) in opened:
+                    p.requires_grad_(True)
+            ctx.log(f"epoch {trainer.epoch + 1}: unfroze layers {opened}")
+        trainer.freeze_layer_names = [f"model.{i}." for i in frozen] + [".dfl"]
+        state["frozen"] = frozen
+        state["epoch_start"] = time.perf_counter()
+
+    def on_train_batch_end(trainer: Any) -> None:
+        if trainer.ema is None or not state["frozen"]:
+            return
+        live = trainer.model.state_dict()
+        with torch.no_grad():
+            for key, value in trainer.ema.ema.state_dict().items():
+                if key.startswith("model.") and int(key.split(".")[1]) in state["frozen"]:
+                    value.copy_(live[key])
+
+    def on_fit_epoch_end(trainer: Any) -> None:
+        if trainer.epoch + 1 > epochs or (history and history[-1]["epoch"] >= trainer.epoch + 1):
+            return  # ultralytics' final validation of best.pt fires this event once more
+        metrics = trainer.metrics or {}
+        row = {
+            "epoch": trainer.epoch + 1,
+            "train_loss": _total(trainer.tloss),
+            "lr": float(trainer.optimizer.param_groups[0]["lr"]),
+            "val_map_50": float(metrics.get("metrics/mAP50(B)", float("nan"))),
+            "val_map": float(metrics.get("metrics/mAP50-95(B)", float("nan"))),
+            "seconds": time.perf_counter() - state.get("epoch_start", state["start"]),
+        }
+        history.append(row)
+        ctx.log(f"[bold]{ctx.name}[/] epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.4f}  "
+                f"val_map_50 {row['val_map_50']:.4f}  {row['seconds']:.1f}s")
+        ctx.epoch_end(row["epoch"], row)
+
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    class Trainer(DetectionTrainer):
+        """Ultralytics' trainer on tl's model: not rebuilt from the YAML (which would resize the class branches
+        for the new class count and drop the warm-started rows)."""
+
+        def get_model(self, cfg: Any = None, weights: Any = None, verbose: bool = True) -> Any:
+            return det.model
+
+    yolo = YOLO(det.cfg, task="detect")
+    yolo.model = det.model
+    for event, fn in (("on_train_epoch_start", on_train_epoch_start), ("on_train_batch_end", on_train_batch_end),
+                      ("on_fit_epoch_end", on_fit_epoch_end)):
+        yolo.add_callback(event, fn)
+
+    level = LOGGER.level
+    if ctx.quiet:
+        LOGGER.setLevel(logging.WARNING)
+    try:
+        _fit(yolo, recipe, det, data, ctx, yaml_path, device, state, Trainer)
+    finally:
+        LOGGER.setLevel(level)
+    trainer = yolo.trainer
+    final = (trainer.ema.ema if trainer.ema is not None else trainer.model).float().eval()
+    frozen_now = state["frozen"]
+    for name, p in final.named_parameters():  # as the policy left them, for the report's parameter counts
+        p.requires_grad_(int(name.split(".")[1]) not in frozen_now)
+    drift = [k for k, v in final.state_dict().items() if k.startswith("model.") and
+             int(k.split(".")[1]) in frozen_now and not torch.equal(v, initial[k])]
+    metrics = {}
+    for split, dataset in splits.items():
+        outputs, targets = predict(final, det.cfg, dataset, det.size, device)
+        metrics[split] = evaluate_outputs(recipe.task, outputs, targets, det.classes)
+    det.model = final
+    return TrainResult(
+        model=final, history=history, metrics=metrics, best_epoch=len(history), metric="map_50",
+        seconds=time.perf_counter() - state["start"],
+        info={"trainer": "ultralytics", "frozen_layers": frozen_now, "frozen_layers_changed": drift,
+              "feature_cache": {"used": False, "reason": "ultralytics trains on augmented whole images"},
+              "preprocessing": {"size": det.size}},
+    )
+
+
+def _total(loss: Any) -> float:
+    if loss is None:
+        return float("nan")
+    if isinstance(loss, dict):
+        return float(sum(float(v) for v in loss.values()))
+    return float(loss.sum())
+
+
+def _fit(yolo: Any, recipe: Any, det: Any, data: Any, ctx: Any, yaml_path: Any, device: str, state: Any,
+         trainer: Any) -> None:
+    yolo.train(
+        trainer=trainer, data=str(yaml_path), epochs=recipe.train.epochs, imgsz=det.size, batch=recipe.train.batch_size,
+        device="cpu" if device == "cpu" else 0, workers=recipe.data.num_workers, project=str(ctx.out),
+        name="ultralytics", exist_ok=True, seed=recipe.train.seed, deterministic=True, lr0=recipe.train.lr,
+        optimizer="SGD" if recipe.train.optimizer == "sgd" else "AdamW", momentum=recipe.train.momentum,
+        weight_decay=recipe.train.weight_decay, cos_lr=recipe.train.schedule == "cosine",
+        patience=recipe.train.patience or recipe.train.epochs, plots=False, amp=device == "cuda", verbose=False,
+        freeze=state["frozen"] or None, augment=recipe.data.augment, val=bool(data.val),
+    )
+
+
+class _Head:
+    """The Detect layer's state in every plan: it always trains."""
+
+    trainable = True
+
+
+_HEAD = _Head()
