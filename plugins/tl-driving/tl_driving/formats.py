@@ -232,7 +232,11 @@ def _image_size(path: Path) -> tuple[int, int] | str:
             return im.size
     except UnidentifiedImageError:
         return "not an image PIL can read"
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any decoder failure on a user's file is a reason to skip it
+        # (ultralytics, once imported, wraps PIL's opener and, on an unknown format, tries to import an optional
+        # HEIF plugin: the failure then reads "No module named 'pi_heif'" instead of PIL's own)
+        if isinstance(exc, ModuleNotFoundError) or "cannot identify image file" in str(exc):
+            return "not an image PIL can read"
         return f"cannot be decoded ({str(exc)[:80]})"
 
 
