@@ -133,9 +133,10 @@ def write_curves(path: Path, report: dict[str, Any]) -> None:
 def write_run(out: Path, report: dict[str, Any], model: Any) -> None:
     """Write the model, ``metrics.csv``, ``curves.png`` and - last, so it marks a finished run - ``report.json``."""
     from safetensors.torch import save_file
+    from torch import nn
 
     out.mkdir(parents=True, exist_ok=True)
-    net = getattr(model, "model", model)
+    net = model if isinstance(model, nn.Module) else getattr(model, "model", model)  # a module, or a bundle of one
     if hasattr(net, "state_dict"):
         tmp = out / f".{MODEL_FILE}.tmp"
         save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))

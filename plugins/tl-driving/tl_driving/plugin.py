@@ -75,3 +75,10 @@ def tl_evaluate(task: str, outputs: Any, targets: Any, class_names: list[str]) -
     from tl_driving.metrics import detection
 
     return detection(outputs, targets, class_names)
+
+
+@hookimpl
+def tl_add_commands(cli: Any) -> None:
+    from tl_driving.export import add_commands
+
+    add_commands(cli)

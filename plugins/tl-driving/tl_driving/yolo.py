@@ -242,15 +242,16 @@ def train(recipe: Recipe, det: YoloDetector, data: Any, ctx: RunContext) -> Any:
         trainer.freeze_layer_names = [f"model.{i}." for i in frozen] + [".dfl"]
         state["frozen"] = frozen
         state["epoch_start"] = time.perf_counter()
+        live = trainer.model.state_dict()  # (EMA tensor, model tensor) pairs of the frozen layers, once an epoch
+        ema = trainer.ema.ema.state_dict() if trainer.ema is not None else {}
+        state["pairs"] = [(v, live[k]) for k, v in ema.items()
+                          if k.startswith("model.") and int(k.split(".")[1]) in frozen and v.is_floating_point()]
 
     def on_train_batch_end(trainer: Any) -> None:
-        if trainer.ema is None or not state["frozen"]:
-            return
-        live = trainer.model.state_dict()
-        with torch.no_grad():
-            for key, value in trainer.ema.ema.state_dict().items():
-                if key.startswith("model.") and int(key.split(".")[1]) in state["frozen"]:
-                    value.copy_(live[key])
+        pairs = state.get("pairs")
+        if pairs:
+            with torch.no_grad():
+                torch._foreach_copy_([e for e, _ in pairs], [m for _, m in pairs])
 
     def on_fit_epoch_end(trainer: Any) -> None:
         if trainer.epoch + 1 > epochs or (history and history[-1]["epoch"] >= trainer.epoch + 1):
@@ -320,6 +321,10 @@ def _total(loss: Any) -> float:
     return float(loss.sum())
 
 
+NO_AUGMENTATION = {"mosaic": 0.0, "fliplr": 0.0, "hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0, "translate": 0.0,
+                   "scale": 0.0, "erasing": 0.0}
+
+
 def _fit(yolo: Any, recipe: Any, det: Any, data: Any, ctx: Any, yaml_path: Any, device: str, state: Any,
          trainer: Any) -> None:
     yolo.train(
@@ -329,7 +334,10 @@ def _fit(yolo: Any, recipe: Any, det: Any, data: Any, ctx: Any, yaml_path: Any, 
         optimizer="SGD" if recipe.train.optimizer == "sgd" else "AdamW", momentum=recipe.train.momentum,
         weight_decay=recipe.train.weight_decay, cos_lr=recipe.train.schedule == "cosine",
         patience=recipe.train.patience or recipe.train.epochs, plots=False, amp=device == "cuda", verbose=False,
-        freeze=state["frozen"] or None, augment=recipe.data.augment, val=bool(data.val),
+        freeze=state["frozen"] or None, val=bool(data.val),
+        # ultralytics' training augmentations are on by default; data.augment: false turns them off. (Its own
+        # `augment` argument is test-time augmentation of predictions, which tl does not use.)
+        **({} if recipe.data.augment else NO_AUGMENTATION),
     )
 
 

@@ -1,0 +1,70 @@
+"""Export of trained detectors: `tl export RUN` (a command this plugin adds through tl_add_commands)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    from tl_driving.synthetic import write_scenes
+
+    return write_scenes(tmp_path_factory.mktemp("streets") / "coco", 10, "coco")
+
+
+def run(recipe_name, sets, out):
+    from tl_core.recipe import load_recipe
+    from tl_core.run import execute
+
+    execute(load_recipe(recipe_name, sets), out, quiet=True)
+    return out
+
+
+def tl(*args, monkeypatch, capsys):
+    from tl_core import cli
+
+    monkeypatch.setattr(sys, "argv", ["tl", *map(str, args)])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    return code, capsys.readouterr()
+
+
+def test_yolo_run_exports_torchscript_that_runs(scenes, tmp_path, monkeypatch, capsys):
+    out = run("driving/yolo", [f"data.path={scenes}", "data.format=coco", "backbone.weights=none", "train.epochs=1",
+                               "data.options.image_size=64", "train.batch_size=4"], tmp_path / "run")
+    code, captured = tl("export", out, "--format", "torchscript", monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0, captured.err
+    path = out / "export" / "model.torchscript"
+    assert path.is_file() and str(path) in captured.out
+    scripted = torch.jit.load(str(path))
+    with torch.no_grad():
+        prediction = scripted(torch.rand(1, 3, 64, 64))
+    prediction = prediction[0] if isinstance(prediction, (tuple, list)) else prediction
+    assert prediction.shape[1] == 4 + 6  # boxes + the 6 street classes
+
+
+def test_torchvision_run_exports_onnx(scenes, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnx", reason="ONNX export needs the onnx package")
+    out = run("driving/faster-rcnn", [f"data.path={scenes}", "head.name=fcos", "train.epochs=1",
+                                      "data.options.image_size=64", "compare.scratch=false"], tmp_path / "run")
+    code, captured = tl("export", out, monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0, captured.err
+    import onnx
+
+    model = onnx.load(str(out / "export" / "model.onnx"))
+    assert [o.name for o in model.graph.output] == ["boxes", "labels", "scores"]
+
+
+def test_export_of_a_classification_run_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    import json
+
+    (tmp_path / "report.json").write_text(json.dumps({"recipe": {
+        "task": "image-classification", "backbone": {"name": "mobilenet_v2"}, "data": {"path": "x"}}}))
+    code, captured = tl("export", tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 2 and "tl export exports object-detection runs" in captured.err
