@@ -117,3 +117,13 @@ class RecipeSource:
     name: str
     path: Path
     description: str = ""
+
+
+def recipes_in(folder: Path) -> list[RecipeSource]:
+    """``folder/<domain>/<name>.yaml`` as recipes ``domain/name``; a first line ``# ...`` is the description."""
+    sources = []
+    for path in sorted(folder.glob("*/*.yaml")):
+        first = path.read_text(encoding="utf-8").splitlines()[0] if path.stat().st_size else ""
+        description = first.lstrip("# ").strip() if first.startswith("#") else ""
+        sources.append(RecipeSource(f"{path.parent.name}/{path.stem}", path, description))
+    return sources

@@ -100,7 +100,7 @@ def read_image_folder(path: str, strict: bool = False, classes: list[str] | None
         rows.extend((f, folder.name) for f in files)
     samples = _check(rows, strict, classes, path)
     if classes is None:
-        _require_every_class(samples, path)
+        require_every_class(samples, path)
     return samples
 
 
@@ -127,11 +127,12 @@ def read_image_csv(path: str, strict: bool = False, classes: list[str] | None = 
             raise DataError(f"{path}: labels {unknown} were not in the training data ({', '.join(classes)})")
     samples = _check(rows, strict, classes, path)
     if classes is None:
-        _require_every_class(samples, path)
+        require_every_class(samples, path)
     return samples
 
 
-def _require_every_class(samples: Samples, origin: str) -> None:
+def require_every_class(samples: Samples, origin: str) -> None:
+    """A classification set needs at least two classes, each with a readable example."""
     counts = [0] * len(samples.classes)
     for label in samples.labels:
         counts[label] += 1

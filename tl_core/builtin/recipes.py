@@ -6,14 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from tl_core import hookimpl
-from tl_core.components import RecipeSource
+from tl_core.components import recipes_in
 
 HERE = Path(__file__).parent / "recipes"
 
 
 @hookimpl
 def tl_register_recipes(register: Any) -> None:
-    for path in sorted(HERE.glob("*/*.yaml")):
-        first = path.read_text(encoding="utf-8").splitlines()[0]
-        description = first.lstrip("# ").strip() if first.startswith("#") else ""
-        register(RecipeSource(f"{path.parent.name}/{path.stem}", path, description))
+    for source in recipes_in(HERE):
+        register(source)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tl_core import hookimpl
-from tl_core.components import RecipeSource
+from tl_core.components import recipes_in
 
 RECIPES = Path(__file__).parent / "recipes"
 
@@ -38,9 +38,8 @@ def tl_register_datasets(register: Any) -> None:
 
 @hookimpl
 def tl_register_recipes(register: Any) -> None:
-    for path in sorted(RECIPES.glob("*/*.yaml")):
-        first = path.read_text(encoding="utf-8").splitlines()[0]
-        register(RecipeSource(f"{path.parent.name}/{path.stem}", path, first.lstrip("# ").strip()))
+    for source in recipes_in(RECIPES):
+        register(source)
 
 
 @hookimpl

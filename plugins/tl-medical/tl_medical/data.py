@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tl_core.components import DataFormat
-from tl_core.data import ClassificationData, Samples, stratified_split
+from tl_core.data import ClassificationData, Samples, require_every_class, stratified_split
 from tl_core.errors import DataError
 
 if TYPE_CHECKING:
@@ -212,17 +212,6 @@ def _check_classification(
     return MedicalSamples(paths, labels, classes, skipped, spatial_dims=opts.spatial_dims)
 
 
-def _require_every_class(samples: MedicalSamples, origin: str) -> None:
-    counts = [0] * len(samples.classes)
-    for label in samples.labels:
-        counts[label] += 1
-    empty = [c for c, n in zip(samples.classes, counts) if n == 0]
-    if empty:
-        raise DataError(f"{origin}: class {empty[0]!r} has no readable images; add images or remove the class")
-    if len(samples.classes) < 2:
-        raise DataError(f"{origin}: only one class ({samples.classes[0]!r}); classification needs at least two")
-
-
 def _unknown_labels(origin: str, unknown: list[str], classes: list[str], fixed_by_run: bool, what: str) -> DataError:
     if fixed_by_run:
         return DataError(f"{origin}: {what} {unknown} were not in the training data ({', '.join(classes)})")
@@ -289,7 +278,7 @@ def read_medical_folder(
         rows.extend((e, folder.name) for e in entries)
     samples = _check_classification(rows, strict, fixed or [f.name for f in folders], opts, str(path))
     if classes is None:
-        _require_every_class(samples, str(path))
+        require_every_class(samples, str(path))
     return samples
 
 
@@ -321,7 +310,7 @@ def read_medical_csv(
             raise _unknown_labels(str(path), unknown, fixed, classes is not None, "labels")
     samples = _check_classification(rows, strict, fixed or sorted({label for _, label in rows}), opts, str(path))
     if classes is None:
-        _require_every_class(samples, str(path))
+        require_every_class(samples, str(path))
     return samples
 
 
