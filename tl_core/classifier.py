@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tl_core.components import ModelBundle
 from tl_core.model import BuiltBackbone, TransferModel, build_backbone, make_head
 from tl_core.plugins import registry
 
@@ -17,16 +17,8 @@ if TYPE_CHECKING:
     from tl_core.train import TrainResult
 
 
-@dataclass
-class Classifier:
-    """What the core's ``tl_build_model`` returns: the model and how its backbone was made."""
-
-    model: TransferModel
-    backbone: BuiltBackbone
-
-    @property
-    def groups(self) -> Any:
-        return self.backbone.spec.layer_groups
+class Classifier(ModelBundle):
+    """What the core's ``tl_build_model`` returns: a :class:`TransferModel` and how its backbone was made."""
 
 
 def build_classifier(recipe: Recipe, num_classes: int, weights: str | None = None) -> Classifier:

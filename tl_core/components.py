@@ -110,6 +110,21 @@ class DataFormat:
     description: str = ""
 
 
+@dataclass
+class ModelBundle:
+    """What ``tl_build_model`` hands to ``tl_train``: the model to train and how its backbone was made
+    (a :class:`tl_core.model.BuiltBackbone`: weights entry, load report, spec). Each task subclasses it with what
+    its trainer needs besides."""
+
+    model: Any
+    backbone: Any
+
+    @property
+    def groups(self) -> tuple[LayerGroup, ...]:
+        """The backbone's layer groups, stem first: what the freeze policies act on."""
+        return self.backbone.spec.layer_groups
+
+
 @dataclass(frozen=True)
 class RecipeSource:
     """A recipe file shipped by a plugin, listed as ``domain/name``."""

@@ -44,20 +44,63 @@ class Samples:
         return digest.hexdigest()
 
 
+def image_failure(exc: BaseException) -> str:
+    """Why PIL could not open or decode a file, in words: the skip reason every image reader reports.
+
+    Any exception counts (a user's file is no reason for a traceback). Once ultralytics is imported it wraps
+    PIL's opener and, on an unknown format, tries an optional HEIF plugin: the failure then reads "No module
+    named 'pi_heif'", which means the same as PIL's own "cannot identify image file".
+    """
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, (UnidentifiedImageError, ModuleNotFoundError)) or "cannot identify image file" in str(exc):
+        return "not an image PIL can read"
+    return f"cannot be decoded ({str(exc)[:80]})"
+
+
 def _decodes(path: Path) -> str | None:
     """``None`` when the image decodes fully, else the reason it does not."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if not path.is_file():
         return "file does not exist"
     try:
         with Image.open(path) as im:
             im.load()
-    except UnidentifiedImageError:
-        return "not an image PIL can read"
-    except (OSError, SyntaxError, ValueError) as exc:
-        return f"cannot be decoded ({str(exc)[:80]})"
+    except Exception as exc:  # noqa: BLE001 - see image_failure
+        return image_failure(exc)
     return None
+
+
+def csv_records(path: str | Path, columns: tuple[str, ...], listing: str) -> list[dict[str, str]]:
+    """The rows of a CSV whose header names ``columns``, each cell of those columns non-empty.
+
+    A missing file, a header without the columns, an empty cell (named by line) and a CSV without rows are
+    :class:`DataError`; ``listing`` says what the rows list ("images", "image,mask pairs").
+    """
+    file = Path(path)
+    names = ",".join(columns)
+    if not file.is_file():
+        raise DataError(f"data path {path} does not exist; set data.path to a CSV file with {names} columns")
+    with open(file, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not set(columns) <= set(reader.fieldnames):
+            wanted = " and ".join(repr(c) for c in columns)
+            raise DataError(f"{path}: the header must name the columns {wanted} (found {reader.fieldnames})")
+        rows = []
+        for lineno, row in enumerate(reader, start=2):
+            if not all(row[c] for c in columns):
+                raise DataError(f"{path}, line {lineno}: empty {' or '.join(columns)}")
+            rows.append({c: row[c] for c in columns})
+    if not rows:
+        raise DataError(f"{path}: no rows; the CSV lists no {listing}")
+    return rows
+
+
+def beside(csv_file: str | Path, value: str) -> Path:
+    """A path from a CSV cell: absolute as written, else relative to the CSV's folder."""
+    path = Path(value)
+    return path if path.is_absolute() else Path(csv_file).parent / path
 
 
 def _check(rows: list[tuple[Path, str]], strict: bool, classes: list[str] | None, origin: str) -> Samples:
@@ -106,21 +149,7 @@ def read_image_folder(path: str, strict: bool = False, classes: list[str] | None
 
 def read_image_csv(path: str, strict: bool = False, classes: list[str] | None = None) -> Samples:
     """Read a CSV with ``path`` and ``label`` columns; relative image paths are relative to the CSV's folder."""
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"data path {path} does not exist; set data.path to a CSV file with path,label columns")
-    with open(file, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
-            raise DataError(f"{path}: the header must name the columns 'path' and 'label' (found {reader.fieldnames})")
-        rows: list[tuple[Path, str]] = []
-        for lineno, row in enumerate(reader, start=2):
-            if not row["path"] or not row["label"]:
-                raise DataError(f"{path}, line {lineno}: empty path or label")
-            image = Path(row["path"])
-            rows.append((image if image.is_absolute() else file.parent / image, row["label"]))
-    if not rows:
-        raise DataError(f"{path}: no rows; the CSV lists no images")
+    rows = [(beside(path, r["path"]), r["label"]) for r in csv_records(path, ("path", "label"), "images")]
     if classes is not None:
         unknown = sorted({label for _, label in rows} - set(classes))
         if unknown:

@@ -74,7 +74,8 @@ def tl_build_model(recipe: Recipe, data: Any) -> Any | None:
 
     ``data`` is what the recipe's data format read. Return ``None`` for tasks you do not handle. The core answers
     last for ``image-classification`` with a :class:`tl_core.classifier.Classifier` (registry backbone with its
-    weights loaded and reported, plus a registry head).
+    weights loaded and reported, plus a registry head); domains return their own
+    :class:`tl_core.components.ModelBundle` subclass.
     """
 
 

@@ -7,12 +7,14 @@ naming the key and, where one is close, the key or name that was probably meant.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tl_core.errors import RecipeError, RegistryError, did_you_mean
+
+M = TypeVar("M", bound=BaseModel)
 
 # keys whose relative values are paths, resolved against the recipe file that sets them
 PATH_KEYS = (("data", "path"), ("data", "test_path"), ("backbone", "weights"))
@@ -265,6 +267,23 @@ def _check_options(
                 f"known: {', '.join(model.model_fields) or 'none'}"
             ) from None
         raise RecipeError(f"{origin}: {key}.{leaf}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+def format_options(model: type[M], options: M | dict[str, Any] | None, key: str = "data.options") -> M:
+    """A data format's options model from a validated instance, a ``data.options`` mapping, or ``None`` (the
+    defaults); a mapping that does not validate is a :class:`DataError` naming the key."""
+    from tl_core.errors import DataError
+
+    if options is None:
+        return model()
+    if isinstance(options, model):
+        return options
+    try:
+        return model(**options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise DataError(f"{key}{'.' + where if where else ''}: {err['msg']} (got {err.get('input')!r:.120})") from None
 
 
 def check_names(recipe: Recipe, origin: str = "recipe") -> None:

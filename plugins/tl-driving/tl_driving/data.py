@@ -16,10 +16,11 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tl_core.components import DataFormat
 from tl_core.errors import DataError
+from tl_core.recipe import format_options
 from tl_driving.formats import (
     DetectionSet,
     read_bdd100k,
@@ -90,17 +91,7 @@ class DrivingOptions(BaseModel):
 
 def as_options(options: DrivingOptions | dict[str, Any] | None) -> DrivingOptions:
     """``DrivingOptions`` from a validated model, a ``data.options`` mapping, or ``None`` (the defaults)."""
-    if options is None:
-        return DrivingOptions()
-    if isinstance(options, DrivingOptions):
-        return options
-    try:
-        return DrivingOptions(**options)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        where = f"data.options.{where}" if where else "data.options"
-        raise DataError(f"{where}: {err['msg']} (got {err.get('input')!r:.120})") from None
+    return format_options(DrivingOptions, options)
 
 
 # ---------------------------------------------------------------- read(config, seed)

@@ -222,7 +222,9 @@ def _num(value: float) -> str:
 
 def _image_size(path: Path) -> tuple[int, int] | str:
     """``(width, height)`` when the image decodes fully, else the reason it does not."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from tl_core.data import image_failure
 
     if not path.is_file():
         return "file does not exist"
@@ -230,14 +232,8 @@ def _image_size(path: Path) -> tuple[int, int] | str:
         with Image.open(path) as im:
             im.load()
             return im.size
-    except UnidentifiedImageError:
-        return "not an image PIL can read"
-    except Exception as exc:  # noqa: BLE001 - any decoder failure on a user's file is a reason to skip it
-        # (ultralytics, once imported, wraps PIL's opener and, on an unknown format, tries to import an optional
-        # HEIF plugin: the failure then reads "No module named 'pi_heif'" instead of PIL's own)
-        if isinstance(exc, ModuleNotFoundError) or "cannot identify image file" in str(exc):
-            return "not an image PIL can read"
-        return f"cannot be decoded ({str(exc)[:80]})"
+    except Exception as exc:  # noqa: BLE001 - see tl_core.data.image_failure
+        return image_failure(exc)
 
 
 def _check_box(obj: _Obj, width: int, height: int, report: _Report) -> tuple[float, float, float, float] | None:

@@ -8,11 +8,12 @@ a frozen group's BatchNorm stays in eval mode, so its statistics cannot drift wi
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_core.components import HeadSpec
+from tl_core.components import HeadSpec, ModelBundle
 from tl_core.errors import TLError
 
 if TYPE_CHECKING:
@@ -113,18 +114,12 @@ HEADS = (
 )
 
 
-class Detector:
-    """What ``tl_build_model`` returns for object detection: the model, its backbone, the classes."""
+@dataclass
+class Detector(ModelBundle):
+    """What ``tl_build_model`` returns for object detection: the model, its backbone, the classes, the size."""
 
-    def __init__(self, model: Any, backbone: Any, classes: list[str], size: int) -> None:
-        self.model = model
-        self.backbone = backbone
-        self.classes = classes
-        self.size = size
-
-    @property
-    def groups(self) -> Any:
-        return self.backbone.spec.layer_groups
+    classes: list[str] = field(default_factory=list)
+    size: int = 320
 
 
 def build(recipe: Recipe, data: Any, weights: str | None = None) -> Detector:

@@ -14,11 +14,13 @@ Ultralytics' ``.pt`` checkpoints are pickles; they are read with ultralytics' ow
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tl_core.components import BackboneSpec, InputSpec, LayerGroup
 from tl_core.weights import WeightsEntry
+from tl_driving.models import Detector
 
 if TYPE_CHECKING:
     from tl_core.recipe import Recipe
@@ -154,19 +156,11 @@ def resize_classes(model: Any, classes: list[str], source_names: list[str] | Non
     return lines
 
 
-class YoloDetector:
-    """What ``tl_build_model`` returns for the YOLO path."""
+@dataclass
+class YoloDetector(Detector):
+    """What ``tl_build_model`` returns for the YOLO path: a Detector and the model's YAML."""
 
-    def __init__(self, model: Any, backbone: Any, classes: list[str], size: int, cfg: str) -> None:
-        self.model = model
-        self.backbone = backbone
-        self.classes = classes
-        self.size = size
-        self.cfg = cfg
-
-    @property
-    def groups(self) -> Any:
-        return self.backbone.spec.layer_groups
+    cfg: str = ""
 
 
 def build(recipe: Recipe, data: Any, weights: str | None = None) -> YoloDetector:

@@ -17,18 +17,25 @@ NumPy, torch and MONAI are imported only inside functions, so registering the fo
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tl_core.components import DataFormat
-from tl_core.data import ClassificationData, Samples, require_every_class, stratified_split
+from tl_core.data import (
+    ClassificationData,
+    Samples,
+    beside,
+    csv_records,
+    require_every_class,
+    stratified_split,
+)
 from tl_core.errors import DataError
+from tl_core.recipe import format_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,16 +95,7 @@ class MedicalOptions(BaseModel):
 
 def as_options(options: MedicalOptions | dict[str, Any] | None) -> MedicalOptions:
     """``MedicalOptions`` from a validated model, a ``data.options`` mapping, or ``None`` (the defaults)."""
-    if options is None:
-        return MedicalOptions()
-    if isinstance(options, MedicalOptions):
-        return options
-    try:
-        return MedicalOptions(**options)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise DataError(f"data.options.{where}: {err['msg']} (got {err.get('input')!r})") from None
+    return format_options(MedicalOptions, options)
 
 
 # ---------------------------------------------------------------- samples
@@ -289,20 +287,7 @@ def read_medical_csv(
     """Read a CSV with ``path`` and ``label`` columns (a path names a file or a DICOM series folder; relative paths
     are relative to the CSV's folder). A row naming a missing file is skipped and counted (an error when strict)."""
     opts = as_options(options)
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"data path {path} does not exist; set data.path to a CSV file with path,label columns")
-    rows: list[tuple[Path, str]] = []
-    with open(file, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
-            raise DataError(f"{path}: the header must name the columns 'path' and 'label' (found {reader.fieldnames})")
-        for lineno, row in enumerate(reader, start=2):
-            if not row["path"] or not row["label"]:
-                raise DataError(f"{path}, line {lineno}: empty path or label")
-            rows.append((_beside(file, Path(row["path"])), row["label"]))
-    if not rows:
-        raise DataError(f"{path}: no rows; the CSV lists no images")
+    rows = [(beside(path, r["path"]), r["label"]) for r in csv_records(path, ("path", "label"), "images")]
     fixed = _fixed_classes(classes, opts)
     if fixed is not None:
         unknown = sorted({label for _, label in rows} - set(fixed))
@@ -351,23 +336,8 @@ def _pairs_from_folder(root: Path, strict: bool, skipped: list[str]) -> list[tup
 
 
 def _pairs_from_csv(file: Path, strict: bool, skipped: list[str]) -> list[tuple[Path, Path]]:
-    pairs: list[tuple[Path, Path]] = []
-    with open(file, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"image", "mask"} <= set(reader.fieldnames):
-            raise DataError(f"{file}: the header must name the columns 'image' and 'mask' (found {reader.fieldnames})")
-        for lineno, row in enumerate(reader, start=2):
-            if not row["image"] or not row["mask"]:
-                raise DataError(f"{file}, line {lineno}: empty image or mask")
-            image, mask = Path(row["image"]), Path(row["mask"])
-            pairs.append((_beside(file, image), _beside(file, mask)))
-    if not pairs:
-        raise DataError(f"{file}: no rows; the CSV lists no image,mask pairs")
-    return pairs
-
-
-def _beside(csv_file: Path, path: Path) -> Path:
-    return path if path.is_absolute() else csv_file.parent / path
+    return [(beside(file, r["image"]), beside(file, r["mask"]))
+            for r in csv_records(file, ("image", "mask"), "image,mask pairs")]
 
 
 def _mask_names(n_values: int) -> list[str]:

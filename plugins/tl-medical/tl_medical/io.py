@@ -109,7 +109,9 @@ def _squeeze(array: np.ndarray, spacing: tuple[float, ...], path: Path) -> tuple
 
 
 def _read_pil(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from tl_core.data import image_failure
 
     try:
         with Image.open(path) as im:
@@ -118,10 +120,11 @@ def _read_pil(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
                 array = np.asarray(im, dtype=np.float32)
             else:
                 array = np.asarray(im.convert("L"), dtype=np.float32)
-    except UnidentifiedImageError:
-        raise UnreadableImage("not an image PIL can read") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise UnreadableImage(f"truncated or corrupt image ({_short(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - see tl_core.data.image_failure
+        reason = image_failure(exc)
+        if reason.startswith("cannot be decoded"):
+            reason = f"truncated or corrupt image ({_short(exc)})"
+        raise UnreadableImage(reason) from None
     return array, (1.0,) * array.ndim
 
 

@@ -6,26 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tl_core.components import ModelBundle
 from tl_medical.data import CLASSIFICATION_TASK
 
 if TYPE_CHECKING:
-    from tl_core.model import BuiltBackbone, TransferModel
     from tl_core.recipe import Recipe
     from tl_core.run import RunContext
 
 CLASSIFICATION = CLASSIFICATION_TASK
 
 @dataclass
-class MedicalClassifier:
-    """What ``tl_build_model`` returns for medical classification (the core trainer drives it)."""
+class MedicalClassifier(ModelBundle):
+    """What ``tl_build_model`` returns for the medical tasks (the core trainer drives it): the model, its
+    backbone, and the validated ``data.options``."""
 
-    model: TransferModel
-    backbone: BuiltBackbone
-    options: Any
-
-    @property
-    def groups(self) -> Any:
-        return self.backbone.spec.layer_groups
+    options: Any = None
 
 
 def build_classifier(recipe: Recipe, data: Any, weights: str | None = None) -> MedicalClassifier:
