@@ -102,6 +102,13 @@ def test_set_overrides_with_yaml_values(recipe_file):
     assert r.policy.options["backbone_lr_mult"] == 0.2 and r.backbone.random_init
 
 
+def test_amp_no_unquoted_means_no_mixed_precision(recipe_file):
+    """YAML reads `no` as false; `train.amp=no` must still mean no mixed precision, not a type error."""
+    assert load_recipe(str(recipe_file), ["train.amp=no"]).train.amp == "no"
+    with pytest.raises(RecipeError, match="train.amp"):
+        load_recipe(str(recipe_file), ["train.amp=yes"])
+
+
 @pytest.mark.parametrize(
     ("assignment", "message"),
     [

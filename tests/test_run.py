@@ -31,6 +31,7 @@ def test_run_writes_report_metrics_curves_and_model(tiny_plugin, image_folder, w
     assert report["scratch"]["recipe_changes"]["backbone.weights"] == "none"
     assert {"data_seconds", "train_seconds", "total_seconds"} <= set(report["timings"])
     assert "torch" in report["versions"]["packages"]
+    assert report["device"]["type"] == "cpu" and report["device"]["precision"] == "no" and report["device"]["name"]
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [r["run"] for r in rows] == ["transfer", "transfer", "scratch", "scratch"]
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"

@@ -117,6 +117,16 @@ def test_sgd_and_schedules_run(tiny_plugin, image_folder, tmp_path):
         assert report["epochs"][0]["train_loss"] > 0
 
 
+def test_a_diverging_run_stops_with_one_clear_line_and_writes_no_report(tiny_plugin, image_folder, tmp_path):
+    from tl_core.errors import RunError
+
+    recipe = tiny_recipe(image_folder, train={"optimizer": "sgd", "lr": 1e30, "epochs": 3, "amp": "no"})
+    with pytest.raises(RunError, match=r"transfer: the training loss is (nan|inf) at epoch \d+, batch \d+ "
+                                       r"\(precision no, lr 1e\+30\): the model diverged; lower train.lr and run"):
+        run(recipe, tmp_path / "run")
+    assert not (tmp_path / "run" / "report.json").exists()
+
+
 def test_lr_schedules():
     from tl_core.train import lr_factor
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tl_core.errors import RecipeError, RegistryError, did_you_mean
 
@@ -82,6 +82,12 @@ class TrainConfig(_Section):
     patience: int | None = Field(None, ge=1, description="early stopping: epochs without improvement")
     metric: str = Field("accuracy", description="validation metric that picks the best checkpoint (higher wins)")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        """YAML reads an unquoted ``no`` as false: ``amp: no`` (or ``--set train.amp=no``) means ``"no"``."""
+        return "no" if value is False else value
 
 
 class CompareConfig(_Section):

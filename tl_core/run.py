@@ -118,7 +118,7 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     load_plugins()
     console = console or Console(stderr=True)
     device = resolve_device(recipe.train.device)
-    resolve_precision(recipe.train.amp, device)  # fail before any work
+    precision = resolve_precision(recipe.train.amp, device)  # fail before any work
     process = PartialState(cpu=device == "cpu")  # one process, or one of many under `accelerate launch`
     quiet = quiet or not process.is_main_process
     check_out_dir(out, recipe, resume)
@@ -155,12 +155,25 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     }
     report = build_report(recipe, model, data, result, scratch, timings)
     report["processes"] = process.num_processes
+    report["device"] = {"type": device, "name": device_name(device),
+                        "precision": ctx.info.pop("precision", precision)}  # a task's own trainer may say otherwise
     report.update({k: v for k, v in ctx.info.items() if k not in report})
     if ctx.main_process:
         write_run(out, report, result.model)
         call_each("tl_on_run_end", ctx=ctx, report=report)
     process.wait_for_everyone()
     return report
+
+
+def device_name(device: str) -> str:
+    """The GPU's name (CUDA), or the CPU's."""
+    import platform
+
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name()
+    return platform.processor() or platform.machine()
 
 
 def seed_everything(seed: int) -> None:

@@ -332,7 +332,14 @@ class Trainer:
                         acc.backward(loss)
                         optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
-                    total_loss += loss.detach().item() * len(y)
+                    value = loss.detach().item()
+                    if not math.isfinite(value):
+                        raise RunError(
+                            f"{self.ctx.name}: the training loss is {value} at epoch {epoch + 1}, batch {i + 1} "
+                            f"(precision {acc.mixed_precision}, lr {cfg.lr:g}): the model diverged; lower train.lr"
+                            f"{' or set train.amp: no' if acc.mixed_precision != 'no' else ''} and run again"
+                        )
+                    total_loss += value * len(y)
                     if out is not None and out.ndim == 2 and y.ndim == 1:  # classification: training accuracy
                         correct += (out.detach().argmax(1) == y).sum().item()
                     seen += len(y)
