@@ -36,7 +36,7 @@ def test_plugin_is_listed_and_lists_without_torch():
     assert json.loads(out.stdout) == []
 
 
-@pytest.mark.parametrize("head", ["faster-rcnn", "retinanet", "fcos"])
+@pytest.mark.parametrize("head", ["faster-rcnn", "retinanet", "fcos", "ssdlite"])
 def test_detector_trains_a_step_and_predicts_dataset_classes(head):
     from tl_driving.models import build
     from tl_driving.train import predict_step, train_step
@@ -60,9 +60,60 @@ def test_detector_trains_a_step_and_predicts_dataset_classes(head):
         assert p["labels"].numel() == 0 or (p["labels"].min() >= 0 and p["labels"].max() < 3)
 
 
+@pytest.mark.parametrize("backbone, taps", [
+    ("mobilenet_v2", [("features.6", 8, 32), ("features.13", 16, 96), ("features.18", 32, 1280)]),
+    ("efficientnet_lite0", [("blocks.2", 8, 40), ("blocks.4", 16, 112), ("bn2", 32, 1280)]),
+    ("resnet18", [("layer2", 8, 128), ("layer3", 16, 256), ("layer4", 32, 512)]),
+])
+def test_the_pyramid_reads_each_backbones_last_stage_at_strides_8_16_32(backbone, taps):
+    from tl_driving.models import taps as find
+
+    spec = registry("backbone").get(backbone)
+    assert find(spec.factory(), spec) == taps
+
+
+def test_a_backbone_without_features_attribute_is_a_detector_body_too():
+    from tl_driving.models import build
+
+    model = build(recipe("faster-rcnn", "resnet18", "none"), DATA).model
+    model.train()
+    assert torch.isfinite(train_loss(model))
+
+
+def train_loss(model):
+    from tl_driving.train import train_step
+
+    return train_step(model, IMAGES, TARGETS)
+
+
+def test_a_deep_copy_of_a_detector_taps_its_own_layers():
+    import copy
+
+    from tl_driving.models import build
+
+    model = build(recipe("fcos", weights="none"), DATA).model.eval()
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in twin.backbone.parameters():
+            p.zero_()  # a copy that reads the original's maps would still find objects
+        assert not torch.equal(model.detector.backbone(IMAGES[0][None])["0"],
+                               twin.detector.backbone(IMAGES[0][None])["0"])
+
+
+def test_anchor_sizes_must_match_the_pyramid_levels():
+    from tl_core.errors import TLError
+    from tl_driving.models import build
+
+    bad = recipe("faster-rcnn", weights="none")
+    bad.head.options = {"anchor_sizes": [32, 64]}
+    with pytest.raises(TLError, match=r"head.anchor_sizes has 2 sizes but the feature pyramid has 4 levels "
+                                      r"\(strides 8, 16, 32, 64\)"):
+        build(bad, DATA)
+
+
 def test_detection_heads_are_registered_for_object_detection():
     heads = registry("head")
-    for name in ("faster-rcnn", "retinanet", "fcos"):
+    for name in ("faster-rcnn", "retinanet", "fcos", "ssdlite"):
         assert heads.get(name).tasks == ("object-detection",) and heads.owner(name) == "driving"
 
 

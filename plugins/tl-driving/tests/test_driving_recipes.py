@@ -57,14 +57,17 @@ def initial_weights():
     return _INITIAL
 
 
-def test_run_report_names_the_detection_data(scenes, tmp_path, capsys):
+@pytest.mark.parametrize("head", ["fcos", "retinanet", "ssdlite"])
+def test_every_torchvision_head_runs_through_tl_run(scenes, tmp_path, head):
     from tl_core.recipe import load_recipe
     from tl_core.run import execute
 
     recipe = load_recipe("driving/faster-rcnn", [f"data.path={scenes}", "data.options.image_size=96",
-                                                 "train.epochs=1", "compare.scratch=false", "head.name=fcos"])
+                                                 "train.epochs=1", "compare.scratch=false", f"head.name={head}"])
     report = execute(recipe, tmp_path / "run", quiet=True)
-    assert report["data"]["classes"] and json.dumps(report)  # the report is JSON-able
+    assert report["recipe"]["head"]["name"] == head and report["data"]["classes"]
+    assert {"map_50", "map", "mar_100"} <= set(report["metrics"]["val"])
+    assert json.dumps(report)  # the report is JSON-able
 
 
 def test_yolo_recipe_runs_offline_from_its_yaml_on_coco_data(scenes, tmp_path):
@@ -77,6 +80,7 @@ def test_yolo_recipe_runs_offline_from_its_yaml_on_coco_data(scenes, tmp_path):
     out = tmp_path / "run"
     report = execute(recipe, out, quiet=True)
     assert report["trainer"] == "ultralytics" and report["frozen_layers"] == [0, 1, 2, 3, 4, 5]
+    assert report["device"]["type"] == "cpu" and report["device"]["precision"] == "no"
     assert report["frozen_layers_changed"] == []
     assert [row["epoch"] for row in report["epochs"]] == [1, 2]
     assert (out / "yolo-data" / "data.yaml").is_file() and (out / "model.safetensors").is_file()

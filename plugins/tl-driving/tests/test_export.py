@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -42,6 +43,8 @@ def test_yolo_run_exports_torchscript_that_runs(scenes, tmp_path, monkeypatch, c
     assert code == 0, captured.err
     path = out / "export" / "model.torchscript"
     assert path.is_file() and str(path) in captured.out
+    classes = json.loads((out / "report.json").read_text())["data"]["classes"]
+    assert json.loads((out / "export" / "classes.json").read_text()) == classes
     scripted = torch.jit.load(str(path))
     with torch.no_grad():
         prediction = scripted(torch.rand(1, 3, 64, 64))
@@ -49,16 +52,33 @@ def test_yolo_run_exports_torchscript_that_runs(scenes, tmp_path, monkeypatch, c
     assert prediction.shape[1] == 4 + 6  # boxes + the 6 street classes
 
 
-def test_torchvision_run_exports_onnx(scenes, tmp_path, monkeypatch, capsys):
+def test_torchvision_run_exports_onnx_that_predicts_what_torch_predicts(scenes, tmp_path, monkeypatch, capsys):
     pytest.importorskip("onnx", reason="ONNX export needs the onnx package")
+    ort = pytest.importorskip("onnxruntime", reason="running the exported model needs onnxruntime")
     out = run("driving/faster-rcnn", [f"data.path={scenes}", "head.name=fcos", "train.epochs=1",
-                                      "data.options.image_size=64", "compare.scratch=false"], tmp_path / "run")
+                                      "data.options.image_size=64", "compare.scratch=false",
+                                      "head.score_threshold=0.001"], tmp_path / "run")
     code, captured = tl("export", out, monkeypatch=monkeypatch, capsys=capsys)
     assert code == 0, captured.err
+    classes = json.loads((out / "report.json").read_text())["data"]["classes"]
+    assert json.loads((out / "export" / "classes.json").read_text()) == ["background", *classes]
     import onnx
 
-    model = onnx.load(str(out / "export" / "model.onnx"))
-    assert [o.name for o in model.graph.output] == ["boxes", "labels", "scores"]
+    path = out / "export" / "model.onnx"
+    assert [o.name for o in onnx.load(str(path)).graph.output] == ["boxes", "labels", "scores"]
+
+    from tl_driving.export import rebuild
+
+    _, model, _, _ = rebuild(out)
+    model.eval()
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model([image])[0]
+    boxes, labels, scores = ort.InferenceSession(str(path)).run(None, {"images": image.numpy()})
+    assert len(scores) == len(expected["scores"]) > 0
+    assert torch.allclose(torch.from_numpy(scores), expected["scores"], atol=1e-4)
+    assert torch.allclose(torch.from_numpy(boxes), expected["boxes"], atol=1e-2)
+    assert torch.equal(torch.from_numpy(labels), expected["labels"])  # torchvision's ids: classes.json[id]
 
 
 def test_export_of_a_classification_run_is_a_clear_error(tmp_path, monkeypatch, capsys):

@@ -41,12 +41,18 @@ def rebuild(run_dir: Path) -> tuple[Any, Any, list[str], int]:
 
 
 def export_run(run_dir: Path, fmt: str) -> Path:
-    """Write ``RUN/export/model.<fmt>`` and return its path."""
+    """Write ``RUN/export/model.<fmt>`` and ``RUN/export/classes.json`` (the name of each label id the exported
+    model outputs) and return the model's path."""
+    import json
+
     import torch
 
     kind, model, classes, size = rebuild(run_dir)
     out = run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
+    # ultralytics numbers the classes from 0; torchvision detectors keep 0 for the background
+    names = classes if kind == "yolo" else ["background", *classes]
+    (out / "classes.json").write_text(json.dumps(names, indent=1) + "\n")
     if kind == "yolo":
         model.model.pt_path = str(out / "model.pt")  # the exporter names its file after this
         written = Path(model.export(format=fmt, imgsz=size, device="cpu", verbose=False))
@@ -57,9 +63,21 @@ def export_run(run_dir: Path, fmt: str) -> Path:
     if fmt != "onnx":
         raise TLError("torchvision detectors export to onnx; use --format onnx")
     target = out / "model.onnx"
-    example = [torch.rand(3, size, size)]
-    torch.onnx.export(model.detector, (example,), str(target), opset_version=17, dynamo=False,
-                      input_names=["images"], output_names=["boxes", "labels", "scores"])
+
+    class OneImage(torch.nn.Module):
+        """One ``(3, H, W)`` image in, ``boxes, labels, scores`` out in this order (torchvision's detectors put
+        their output keys in different orders)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.detector = model.detector
+
+        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            found = self.detector([image])[0]
+            return found["boxes"], found["labels"], found["scores"]
+
+    torch.onnx.export(OneImage().eval(), (torch.rand(3, size, size),), str(target), opset_version=17,
+                      dynamo=False, input_names=["images"], output_names=["boxes", "labels", "scores"])
     return target
 
 

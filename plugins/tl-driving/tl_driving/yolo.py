@@ -321,13 +321,17 @@ NO_AUGMENTATION = {"mosaic": 0.0, "fliplr": 0.0, "hsv_h": 0.0, "hsv_s": 0.0, "hs
 
 def _fit(yolo: Any, recipe: Any, det: Any, data: Any, ctx: Any, yaml_path: Any, device: str, state: Any,
          trainer: Any) -> None:
+    from tl_core.train import resolve_precision
+
+    amp = resolve_precision(recipe.train.amp, device) != "no"
+    ctx.info["precision"] = "fp16" if amp else "no"  # ultralytics' AMP is fp16 autocast, whatever train.amp names
     yolo.train(
         trainer=trainer, data=str(yaml_path), epochs=recipe.train.epochs, imgsz=det.size, batch=recipe.train.batch_size,
         device="cpu" if device == "cpu" else 0, workers=recipe.data.num_workers, project=str(ctx.out),
         name="ultralytics", exist_ok=True, seed=recipe.train.seed, deterministic=True, lr0=recipe.train.lr,
         optimizer="SGD" if recipe.train.optimizer == "sgd" else "AdamW", momentum=recipe.train.momentum,
         weight_decay=recipe.train.weight_decay, cos_lr=recipe.train.schedule == "cosine",
-        patience=recipe.train.patience or recipe.train.epochs, plots=False, amp=device == "cuda", verbose=False,
+        patience=recipe.train.patience or recipe.train.epochs, plots=False, amp=amp, verbose=False,
         freeze=state["frozen"] or None, val=bool(data.val),
         # ultralytics' training augmentations are on by default; data.augment: false turns them off. (Its own
         # `augment` argument is test-time augmentation of predictions, which tl does not use.)
