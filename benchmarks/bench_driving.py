@@ -3,8 +3,8 @@
 1. (default) YOLO training throughput through `tl run` / ultralytics `model.train` directly, same data set, model,
    image size, batch and epochs: an epoch's time (train + validation) from the second epoch on, alternating, as a
    ratio (goal: <= 3% overhead);
-2. (`--transfer`) Faster R-CNN on an ImageNet MobileNetV2 backbone vs the same from scratch at the same budget:
-   mAP@0.5 on a test set of another seed, over 3 seeds.
+2. (`--transfer`) Faster R-CNN (FPN) on an ImageNet MobileNetV2 backbone vs the same from scratch at the same
+   budget: mAP@0.5 on a test set of another seed, over 3 seeds (`--device cuda` on a GPU).
 """
 
 from __future__ import annotations
@@ -68,41 +68,59 @@ def throughput(n: int, size: int, epochs: int, repeats: int) -> None:
     print(f"  tl run                   {t:7.2f} s/epoch   tl/ultralytics {t / d:5.3f}x   (goal <= 1.03x)")
 
 
-def transfer(seeds: int, epochs: int, size: int) -> None:
+def transfer(seeds: int, epochs: int, size: int, device: str = "cpu", train_n: int = 80, test_n: int = 40,
+             batch: int = 4, workers: int = 0, head: str = "faster-rcnn", amp: str = "auto",
+             first_seed: int = 0) -> dict[str, list[float]]:
     from tl_core.recipe import load_recipe
     from tl_core.run import execute
 
-    train, test = scenes(80, "coco", 0), scenes(40, "coco", 1)
+    train, test = scenes(train_n, "coco", 0), scenes(test_n, "coco", 1)
     rows: dict[str, list[float]] = {"ImageNet MobileNetV2": [], "from scratch": []}
-    for seed in range(seeds):
-        out = WORK / f"frcnn-{seed}"
+    device_line = ""
+    for seed in range(first_seed, first_seed + seeds):
+        out = WORK / f"{head}-{seed}"
         shutil.rmtree(out, ignore_errors=True)
-        recipe = load_recipe("driving/faster-rcnn", [f"data.path={train}", f"data.test_path={test}",
-                                                     f"data.options.image_size={size}", f"train.epochs={epochs}",
-                                                     f"train.seed={seed}", "train.device=cpu"])
+        recipe = load_recipe("driving/faster-rcnn", [
+            f"data.path={train}", f"data.test_path={test}", f"data.options.image_size={size}",
+            f"train.epochs={epochs}", f"train.seed={seed}", f"train.device={device}", f"train.batch_size={batch}",
+            f"train.lr={0.005 * batch / 4}", f"data.num_workers={workers}", f"head.name={head}", f"train.amp={amp}"])
         report = execute(recipe, out, quiet=True)
         rows["ImageNet MobileNetV2"].append(report["metrics"]["test"]["map_50"])
         rows["from scratch"].append(report["scratch"]["metrics"]["test"]["map_50"])
-    print(f"data: 80 generated scenes (20% to validation), 40 test scenes of another seed, Faster R-CNN, "
-          f"{size}px, {epochs} epochs; test mAP@0.5 over {seeds} seeds")
+        d = report["device"]
+        device_line = f"{d['name']} ({d['type']}, precision {d['precision']})"
+        losses = " ".join(f"{row['train_loss']:.3g}" for row in report["epochs"])
+        print(f"  seed {seed}: pre-trained {rows['ImageNet MobileNetV2'][-1]:.3f}, scratch "
+              f"{rows['from scratch'][-1]:.3f}, {report['timings']['total_seconds']:.0f} s; train loss by epoch "
+              f"{losses}", flush=True)
+    print(f"data: {train_n} generated scenes (20% to validation), {test_n} test scenes of another seed, {head} "
+          f"(FPN on MobileNetV2, driving/faster-rcnn recipe), {size}px, {epochs} epochs, batch {batch}, on "
+          f"{device_line}; test mAP@0.5 over {seeds} seeds")
     for name, values in rows.items():
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         print(f"  {name:22s} {statistics.mean(values):.3f} +- {spread:.3f}   {' '.join(f'{v:.3f}' for v in values)}")
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--transfer", action="store_true")
-    parser.add_argument("--n", type=int, default=48)
+    parser.add_argument("--n", type=int, help="scenes (default 48); with --transfer training scenes (default 80)")
+    parser.add_argument("--test-n", type=int, default=40, help="test scenes (--transfer)")
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--head", default="faster-rcnn")
     args = parser.parse_args()
     if args.transfer:
-        transfer(args.seeds, args.epochs, args.size)
+        transfer(args.seeds, args.epochs, args.size, args.device, args.n or 80, args.test_n, args.batch,
+                 args.workers, args.head)
     else:
-        throughput(args.n, args.size, args.epochs, args.repeats)
+        throughput(args.n or 48, args.size, args.epochs, args.repeats)
 
 
 if __name__ == "__main__":
