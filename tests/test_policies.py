@@ -7,7 +7,14 @@ import torch
 from conftest import tiny_recipe
 
 from tl_core.plugins import registry
-from tl_core.policies import FeatureExtraction, FineTune, FreezeFirst, GradualUnfreeze, ProbeThenFineTune
+from tl_core.policies import (
+    FeatureExtraction,
+    FineTune,
+    FreezeFirst,
+    FreezeGroups,
+    GradualUnfreeze,
+    ProbeThenFineTune,
+)
 from tl_core.recipe import validate
 from tl_core.run import execute
 
@@ -69,6 +76,23 @@ def test_freeze_first_freezes_the_first_groups_and_their_batchnorm(tiny_plugin, 
     assert changed(initial, final, "top") == {True}
 
 
+def test_freeze_groups_freezes_the_named_groups_wherever_they_are(tiny_plugin, image_folder, tmp_path):
+    initial, final, _, _ = run(tmp_path, image_folder, {"name": "freeze-groups", "frozen": ["middle"]})
+    assert changed(initial, final, "stem") == {True}
+    assert changed(initial, final, "middle") == {False}  # running stats included
+    assert changed(initial, final, "top") == {True}
+    rows = _inspect(image_folder, {"name": "freeze-groups", "frozen": ["stem", "top"]})
+    assert [r["trainable"] for r in rows] == [False, True, False, True]
+
+
+def test_freeze_groups_names_an_unknown_group_and_lists_the_real_ones(tiny_plugin, image_folder, tmp_path):
+    from tl_core.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="policy.frozen: no layer group 'encoder' in this backbone; its groups, "
+                                          "stem first: stem, middle, top"):
+        run(tmp_path, image_folder, {"name": "freeze-groups", "frozen": ["encoder"]})
+
+
 def test_gradual_unfreeze_adds_one_group_per_step_from_the_top(tiny_plugin, image_folder, tmp_path):
     initial, final, report, log = run(tmp_path, image_folder, {"name": "gradual-unfreeze", "every": 1}, epochs=3)
     assert changed(initial, final, "stem") == {False}
@@ -111,7 +135,7 @@ def test_bn_freeze_keeps_statistics_and_affine(tiny_plugin, image_folder, tmp_pa
 
 
 def test_every_policy_states_its_batchnorm_behaviour():
-    for policy in (FeatureExtraction, FineTune, FreezeFirst, GradualUnfreeze, ProbeThenFineTune):
+    for policy in (FeatureExtraction, FineTune, FreezeFirst, FreezeGroups, GradualUnfreeze, ProbeThenFineTune):
         assert policy.batchnorm and policy.description
         assert registry("policy").get(policy.name) is policy
 

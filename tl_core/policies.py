@@ -18,10 +18,13 @@ statistics, silently changing the "frozen" backbone - the bug several toolkits s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from tl_core.errors import RecipeError, TLError
 
 if TYPE_CHECKING:
     import torch
@@ -60,6 +63,11 @@ class GradualUnfreezeOptions(FineTuneOptions):
     every: int = Field(1, ge=1, description="unfreeze one more group (from the top) every this many epochs")
 
 
+class FreezeGroupsOptions(FineTuneOptions):
+    frozen: list[str] = Field(..., min_length=1, description="names of the layer groups that stay frozen")
+    backbone_lr_mult: float = Field(1.0, gt=0, description="backbone LR = head LR x this")
+
+
 class ProbeThenFineTuneOptions(FineTuneOptions):
     probe_epochs: int = Field(1, ge=0, description="epochs of linear probing (frozen backbone) before fine-tuning")
 
@@ -74,6 +82,13 @@ class FreezePolicy:
 
     def __init__(self, **options: Any) -> None:
         self.options: Any = self.Options(**options) if self.Options is not None else None
+        self.group_names: tuple[str, ...] = ()
+
+    def bind(self, group_names: Sequence[str]) -> FreezePolicy:
+        """Tell the policy the names of the backbone's layer groups (stem first). Trainers call this before
+        :meth:`plan`; a policy that names groups checks its names here."""
+        self.group_names = tuple(group_names)
+        return self
 
     def plan(self, n_groups: int, epoch: int, epochs: int) -> list[GroupState]:
         """States of the ``n_groups`` backbone groups (stem first) during 0-based ``epoch`` of ``epochs``."""
@@ -138,6 +153,25 @@ class GradualUnfreeze(FreezePolicy):
         return self._trainable(n_groups, [i >= n_groups - unfrozen for i in range(n_groups)])
 
 
+class FreezeGroups(FreezePolicy):
+    name = "freeze-groups"
+    description = "the layer groups named in `frozen` stay frozen, whatever their place; the others train"
+    batchnorm = "frozen groups: freeze; trainable groups: option bn (default train)"
+    Options = FreezeGroupsOptions
+
+    def bind(self, group_names: Sequence[str]) -> FreezePolicy:
+        unknown = [n for n in self.options.frozen if n not in group_names]
+        if unknown:
+            raise RecipeError(f"policy.frozen: no layer group {unknown[0]!r} in this backbone; its groups, stem "
+                              f"first: {', '.join(group_names)}")
+        return super().bind(group_names)
+
+    def plan(self, n_groups: int, epoch: int, epochs: int) -> list[GroupState]:
+        if len(self.group_names) != n_groups:
+            raise TLError("freeze-groups needs the backbone's layer-group names: call policy.bind(names) first")
+        return self._trainable(n_groups, [name not in self.options.frozen for name in self.group_names])
+
+
 class ProbeThenFineTune(FreezePolicy):
     name = "probe-then-fine-tune"
     description = "a linear probe (frozen backbone) for `probe_epochs`, then fine-tuning from it"
@@ -149,7 +183,7 @@ class ProbeThenFineTune(FreezePolicy):
 
 
 CORE_POLICIES: tuple[type[FreezePolicy], ...] = (
-    FeatureExtraction, FineTune, FreezeFirst, GradualUnfreeze, ProbeThenFineTune,
+    FeatureExtraction, FineTune, FreezeFirst, FreezeGroups, GradualUnfreeze, ProbeThenFineTune,
 )
 
 

@@ -6,6 +6,7 @@ naming the key and, where one is close, the key or name that was probably meant.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -139,9 +140,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+_SCHEME = re.compile(r"^[A-Za-z][\w+.-]+:(?!/)")  # "bible:ny-en", "hf:owner/name" - not "C:/", not "file:/"
+
+
 def _looks_like_path(section: str, key: str, value: str) -> bool:
+    """Relative paths resolve against the recipe file; a ``scheme:value`` (a data set a plugin provides, a hub
+    id) is left as it is."""
     from tl_core.weights import is_path
 
+    if _SCHEME.match(value):
+        return False
     return (section, key) != ("backbone", "weights") or is_path(value)
 
 

@@ -135,11 +135,13 @@ def write_run(out: Path, report: dict[str, Any], model: Any) -> None:
     from safetensors.torch import save_file
     from torch import nn
 
+    from tl_core.weights import savable
+
     out.mkdir(parents=True, exist_ok=True)
     net = model if isinstance(model, nn.Module) else getattr(model, "model", model)  # a module, or a bundle of one
     if hasattr(net, "state_dict"):
         tmp = out / f".{MODEL_FILE}.tmp"
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+        save_file(savable(net.state_dict()), str(tmp))
         tmp.replace(out / MODEL_FILE)
     write_metrics_csv(out / "metrics.csv", report)
     write_curves(out / "curves.png", report)

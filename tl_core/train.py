@@ -150,6 +150,7 @@ class Trainer:
         self.task = task
         self.classes = classes
         n = len(groups)
+        policy.bind([g.name for g in groups])
         self.plans = [policy.plan(n, e, cfg.epochs) for e in range(cfg.epochs)]
         self._check_metric()
         self.accelerator = make_accelerator(cfg)
@@ -209,11 +210,13 @@ class Trainer:
     def _save_best(self) -> None:
         from safetensors.torch import save_file
 
+        from tl_core.weights import savable
+
         if self.accelerator.is_main_process:
             self.ctx.checkpoints.mkdir(parents=True, exist_ok=True)
             state = self.accelerator.unwrap_model(self.model).state_dict()
             tmp = self.ctx.checkpoints / f".{BEST}.tmp"
-            save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+            save_file(savable(state), str(tmp))
             tmp.replace(self.ctx.checkpoints / BEST)
 
     def predict(self, loader: Any) -> tuple[Any, Any, float | None]:

@@ -270,6 +270,22 @@ def read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
     return obj
 
 
+def savable(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state_dict safetensors can write: on the CPU, contiguous, and with tensors that share memory (tied
+    weights, e.g. a language model's input and output embeddings) copied, since safetensors refuses shared
+    storage. Loading it back ties nothing: the model's own ties stay, and both names get the same values."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for key, value in state.items():
+        tensor = value.detach().cpu()
+        ptr = tensor.untyped_storage().data_ptr()
+        if ptr in seen and tensor.numel():
+            tensor = tensor.clone()
+        seen.add(ptr)
+        out[key] = tensor.contiguous()
+    return out
+
+
 def _is_counter(key: str) -> bool:
     return key.endswith("num_batches_tracked")
 

@@ -215,6 +215,7 @@ def train(recipe: Recipe, det: YoloDetector, data: Any, ctx: RunContext) -> Any:
     policy = make_policy(recipe)
     groups = det.groups
     n, epochs = len(groups) - 1, recipe.train.epochs  # the last group, detect, is the head
+    policy.bind([g.name for g in groups[:n]])
     plans = [[*policy.plan(n, e, epochs), _HEAD] for e in range(epochs)]
     device = resolve_device(recipe.train.device)
     splits = {"val": data.val} if data.val else {}
