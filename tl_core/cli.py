@@ -170,7 +170,8 @@ def run(
         err.print(f"interrupted; continue with: tl run {recipe} --out {out_dir} --resume")
         raise typer.Exit(130) from None
     out.print(summary_table(report))
-    out.print(f"wrote {out_dir}/report.json, metrics.csv, curves.png, model.safetensors")
+    model = "model.safetensors" if (out_dir / "model.safetensors").is_file() else "model/"
+    out.print(f"wrote {out_dir}/report.json, metrics.csv, curves.png, {model}")
 
 
 @app.command()

@@ -139,7 +139,9 @@ def write_run(out: Path, report: dict[str, Any], model: Any) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     net = model if isinstance(model, nn.Module) else getattr(model, "model", model)  # a module, or a bundle of one
-    if hasattr(net, "state_dict"):
+    if callable(getattr(model, "save_to", None)):  # a bundle that saves in its own ecosystem's format
+        model.save_to(out)
+    elif hasattr(net, "state_dict"):
         tmp = out / f".{MODEL_FILE}.tmp"
         save_file(savable(net.state_dict()), str(tmp))
         tmp.replace(out / MODEL_FILE)
