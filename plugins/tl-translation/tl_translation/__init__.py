@@ -1,0 +1,1 @@
+"""tl plugin: low-resource machine translation by transfer learning on transformers and sentencepiece."""

