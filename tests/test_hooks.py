@@ -214,6 +214,43 @@ def test_hook_tl_evaluate(tiny_plugin, plugin, image_folder, write_recipe, cli, 
     assert 0 <= val["top2_accuracy"] <= 1 and val["top2_accuracy"] >= val["accuracy"] >= 0
 
 
+def test_hook_tl_evaluate_run(tiny_plugin, plugin, cli, tmp_path):
+    class Counting:
+        """A task whose "model" counts the lines of a text file."""
+
+        @hookimpl
+        def tl_register_datasets(self, register):
+            register(DataFormat("lines", "line-count", read=lambda config, seed: None))
+
+        @hookimpl
+        def tl_evaluate_run(self, run_dir, report, data):
+            if report["recipe"]["task"] != "line-count":
+                return None
+            lines = Path(data).read_text().splitlines()
+            return {"items": len(lines), "unit": "lines", "skipped": [], "metrics": {"lines": float(len(lines))}}
+
+    plugin(Counting())
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "report.json").write_text(json.dumps({"recipe": {
+        "task": "line-count", "backbone": {"name": "tiny"}, "data": {"format": "lines", "path": "x"}}}))
+    (tmp_path / "new.txt").write_text("a\nb\nc\n")
+    code, stdout, stderr = cli("evaluate", run_dir, "--data", tmp_path / "new.txt")
+    assert code == 0, stderr
+    assert "lines" in stdout and "3.0000" in stdout
+    code, stdout, _ = cli("evaluate", run_dir, "--data", tmp_path / "new.txt", "--json")
+    assert json.loads(stdout)["items"] == 3 and json.loads(stdout)["unit"] == "lines"
+    saved = json.loads((run_dir / "evaluations" / "new.txt.json").read_text())
+    assert saved["metrics"] == {"lines": 3.0} and saved["data"] == str(tmp_path / "new.txt")
+
+    (run_dir / "report.json").write_text(json.dumps({"recipe": {   # a task no plugin scores: one clear line
+        "task": "line-count", "backbone": {"name": "tiny"}, "data": {"format": "lines", "path": "x"}}}))
+    unregister_plugin("test-plugin")
+    plugin(type("OnlyFormat", (), {"tl_register_datasets": Counting.tl_register_datasets})())
+    code, _, stderr = cli("evaluate", run_dir, "--data", tmp_path / "new.txt")
+    assert code == 2 and "no installed plugin scores such runs" in stderr
+
+
 class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple] = []

@@ -177,7 +177,8 @@ def run(
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder (from tl run --out).")],
-    data: Annotated[str, typer.Option("--data", help="Data in the run's format: an image folder or CSV.")],
+    data: Annotated[str, typer.Option("--data", help="Data in the run's format (an image folder, a CSV, a TSV of "
+                                                    "sentence pairs, ...).")],
     as_json: JsonOpt = False,
 ) -> None:
     """Score a finished run on new data; print the metrics and write them to RUN/evaluations/."""
@@ -188,8 +189,8 @@ def evaluate(
         print(json.dumps(result, indent=2))
         return
     rows = [{"metric": k, "value": f"{v:.4f}"} for k, v in result["metrics"].items()]
-    _emit(rows, False, f"{run_dir} on {data} ({result['images']} images, {len(result['skipped'])} skipped)",
-          ["metric", "value"])
+    _emit(rows, False, f"{run_dir} on {data} ({result['items']} {result.get('unit', 'items')}, "
+                       f"{len(result.get('skipped', []))} skipped)", ["metric", "value"])
 
 
 @app.command()

@@ -28,7 +28,16 @@ def evaluate_run(run_dir: Path, data_path: str, batch_size: int | None = None) -
     report = read_report(run_dir)
     recipe: Recipe = validate(report["recipe"], f"{run_dir}/report.json")
     if recipe.task != "image-classification":
-        raise TLError(f"tl evaluate scores image-classification runs; {run_dir} is a {recipe.task!r} run")
+        from tl_core.plugins import load_plugins, pm
+
+        load_plugins()
+        answer = pm.hook.tl_evaluate_run(run_dir=run_dir, report=report, data=data_path)
+        if answer is None:
+            raise TLError(f"{run_dir} is a {recipe.task!r} run and no installed plugin scores such runs; install "
+                          "the plugin of that task")
+        result = {"data": str(Path(data_path).resolve()), **answer}
+        _write(run_dir, data_path, result)
+        return result
     model_file = run_dir / MODEL_FILE
     if not model_file.is_file():
         raise RunError(f"{run_dir} has no {MODEL_FILE}; the run did not finish writing its model")
@@ -52,8 +61,12 @@ def evaluate_run(run_dir: Path, data_path: str, batch_size: int | None = None) -
     outputs, targets = torch.cat(outs), torch.cat(tgts)
     metrics = evaluate_outputs(recipe.task, outputs, targets, classes)
     metrics["loss"] = torch.nn.functional.cross_entropy(outputs, targets).item()
-    result = {"data": str(Path(data_path).resolve()), "images": len(samples), "skipped": samples.skipped,
-              "metrics": metrics}
+    result = {"data": str(Path(data_path).resolve()), "items": len(samples), "unit": "images",
+              "images": len(samples), "skipped": samples.skipped, "metrics": metrics}
+    _write(run_dir, data_path, result)
+    return result
+
+
+def _write(run_dir: Path, data_path: str, result: dict[str, Any]) -> None:
     name = re.sub(r"[^\w.-]+", "_", Path(data_path).resolve().name) or "data"
     write_json(run_dir / "evaluations" / f"{name}.json", result)
-    return result

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from tl_core import hookspec
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
     import typer
 
@@ -99,6 +101,17 @@ def tl_evaluate(
 
     Every plugin's answer is merged into one dict (later plugins cannot overwrite an earlier key). The core
     answers for ``image-classification`` with accuracy, balanced accuracy and macro F1.
+    """
+
+
+@hookspec(firstresult=True)
+def tl_evaluate_run(run_dir: Path, report: Mapping[str, Any], data: str) -> Mapping[str, Any] | None:
+    """Score a finished run of your task on new data (``tl evaluate RUN --data PATH``), or return ``None``.
+
+    ``report`` is the run's ``report.json``; ``data`` is a path in the run's data format. Rebuild the trained
+    model from what the run wrote, score it, and return ``{"items": n, "unit": "...", "skipped": [...],
+    "metrics": {...}}`` (anything else JSON-able may be added). The core writes the answer to
+    ``RUN/evaluations/<name>.json`` and prints it; it answers for ``image-classification`` itself.
     """
 
 

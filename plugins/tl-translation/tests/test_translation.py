@@ -204,3 +204,63 @@ def test_a_classification_backbone_for_translation_is_a_clear_error():
     with pytest.raises(TLError, match="backbone 'mobilenet_v2' is not a translation model; translation backbones: "
                                       "minilm-bert2bert, marian-small, opus-mt"):
         build(recipe, SimpleNamespace(options=None))
+
+
+def tl(*args, monkeypatch, capsys) -> tuple[int, str, str]:
+    from tl_core import cli
+
+    monkeypatch.setattr(sys, "argv", ["tl", *map(str, args)])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_tl_evaluate_scores_a_run_on_any_aligned_file(cross_attention_only, tmp_path, monkeypatch, capsys):
+    from tl_translation.formats import Pair, write_tsv
+    from tl_translation.train import metrics
+
+    out, report = cross_attention_only
+    samples = report["samples"]
+    data = write_tsv([Pair(s["source"], s["reference"], "") for s in samples], tmp_path / "held-out.tsv")
+    code, stdout, stderr = tl("evaluate", out, "--data", data, "--json", monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert result["items"] == 5 and result["unit"] == "sentence pairs"
+    assert [s["translation"] for s in result["samples"]] == [s["translation"] for s in samples]
+    expected = metrics([s["translation"] for s in samples], [s["reference"].lower() for s in samples])
+    assert result["metrics"] == pytest.approx(expected)
+    assert (out / "evaluations" / "held-out.tsv.json").is_file()
+
+
+def test_a_tokenizer_that_is_not_the_models_is_refused(cross_attention_only, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    out, _ = cross_attention_only
+    other = tmp_path / "mismatched"
+    shutil.copytree(out / "model", other)
+    tokenizer = AutoTokenizer.from_pretrained(str(other))
+    tokenizer.add_tokens(["mwana", "dziko", "ambuye"])
+    tokenizer.save_pretrained(str(other))
+    code, _, err = tl("run", "translation/minilm-ny-en", "--out", tmp_path / "r", "--set",
+                      f"backbone.weights={other}", *[x for s in TINY for x in ("--set", s)],
+                      monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 2 and "\n" not in err.strip()
+    assert "has 30525 tokens but the model's embeddings have 30522 rows: they are not a pair" in err
+
+
+def test_misaligned_moses_files_stop_the_run_with_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "corpus.ny").write_text("Moni\nZikomo\nInde\n", encoding="utf-8")
+    (tmp_path / "corpus.en").write_text("Hello\nThank you\n", encoding="utf-8")
+    code, _, err = tl("run", "translation/minilm-ny-en", "--out", tmp_path / "r", "--set", "data.format=moses",
+                      "--set", f"data.path={tmp_path / 'corpus'}", "--set", "data.options.source_lang=ny",
+                      "--set", "data.options.target_lang=en", *[x for s in TINY for x in ("--set", s)],
+                      monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 2 and "\n" not in err.strip() and "Traceback" not in err
+    assert "corpus.ny" in err and "corpus.en" in err and "3" in err and "2" in err
+    assert not (tmp_path / "r").exists() or not (tmp_path / "r" / "report.json").exists()

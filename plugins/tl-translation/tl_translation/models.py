@@ -439,6 +439,10 @@ def load_pretrained(location: str, what: str) -> tuple[Any, Any]:
         raise _hub_error(what, exc) from None
     if not getattr(model.config, "is_encoder_decoder", False):
         raise WeightsError(f"{what}: {location} is not an encoder-decoder (seq2seq) model")
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise WeightsError(f"{what}: the tokenizer in {location} has {len(tokenizer)} tokens but the model's "
+                           f"embeddings have {rows} rows: they are not a pair; use the tokenizer saved with the model")
     return model, tokenizer
 
 

@@ -69,3 +69,12 @@ def tl_evaluate(task: str, outputs: Any, targets: Any, class_names: list[str]) -
     from tl_translation.train import metrics
 
     return metrics(list(outputs), list(targets))
+
+
+@hookimpl
+def tl_evaluate_run(run_dir: Any, report: Any, data: str) -> dict[str, Any] | None:
+    if report["recipe"]["task"] != TASK:
+        return None
+    from tl_translation.train import evaluate_run
+
+    return evaluate_run(run_dir, report, data)

@@ -34,15 +34,15 @@ def translate(hf_model: Any, tokenizer: Any, inputs: dict[str, Any], generation:
                                                       clean_up_tokenization_spaces=True)]
 
 
-def translate_texts(bundle: Translator, sources: list[str], batch_size: int = 16) -> list[str]:
+def translate_texts(hf_model: Any, tokenizer: Any, generation: Any, sources: list[str],
+                    batch_size: int = 16) -> list[str]:
     """Translate plain sentences with a built (or reloaded) model."""
-    device = next(bundle.hf_model.parameters()).device
+    device = next(hf_model.parameters()).device
     out: list[str] = []
-    bundle.hf_model.eval()
+    hf_model.eval()
     for i in range(0, len(sources), batch_size):
-        enc = bundle.tokenizer(sources[i:i + batch_size], padding=True, truncation=True, return_tensors="pt")
-        out.extend(translate(bundle.hf_model, bundle.tokenizer, {k: v.to(device) for k, v in enc.items()},
-                             bundle.generation))
+        enc = tokenizer(sources[i:i + batch_size], padding=True, truncation=True, return_tensors="pt")
+        out.extend(translate(hf_model, tokenizer, {k: v.to(device) for k, v in enc.items()}, generation))
     return out
 
 
@@ -91,7 +91,7 @@ def train(recipe: Recipe, bundle: Translator, data: Any, ctx: RunContext) -> Any
     groups = bundle.groups
     apply_plan(bundle.model, groups, policy.plan(len(groups), epochs - 1, epochs))
     shown = (data.test or data.val)[:generation.samples]
-    translations = translate_texts(bundle, [p.source for p in shown])
+    translations = translate_texts(bundle.hf_model, tokenizer, generation, [p.source for p in shown])
     result.model = bundle
     result.info.update(
         feature_cache={"used": False, "reason": "translation trains on token sequences"},
@@ -120,3 +120,43 @@ def save_model(bundle: Translator, out: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     tmp.replace(target)
     return target
+
+
+def evaluate_run(run_dir: Path, report: dict[str, Any], data: str) -> dict[str, Any]:
+    """``tl evaluate RUN --data FILE``: the run's saved model (``RUN/model``) translates every source sentence of
+    ``FILE`` (TSV, Moses or JSONL; the run's format, or for a ``bible`` run the file's suffix) and is scored with
+    the run's metrics and generation settings."""
+    from tl_core.errors import RunError, TLError
+    from tl_core.plugins import registry
+    from tl_core.recipe import format_options, validate
+    from tl_translation.data import TranslationOptions
+    from tl_translation.models import GenerationOptions, load_pretrained
+
+    recipe = validate(report["recipe"], f"{run_dir}/report.json")
+    folder = run_dir / MODEL_DIR
+    if not (folder / "config.json").is_file():
+        raise RunError(f"{run_dir} has no {MODEL_DIR}/ folder; the run did not finish writing its model")
+    fmt_name = recipe.data.format
+    if registry("data format").get(fmt_name).read_split is None:  # bible: a file of the user's
+        suffix = Path(data).suffix.lstrip(".")
+        fmt_name = {"tsv": "tsv", "jsonl": "jsonl", "json": "jsonl"}.get(suffix, "")
+        if not fmt_name:
+            raise TLError(f"--data {data}: give a .tsv or .jsonl file of sentence pairs to score a "
+                          f"{recipe.data.format} run")
+    options = format_options(TranslationOptions, recipe.data.options)
+    languages = report.get("languages") or {}
+    options = options.model_copy(update={"source_lang": options.source_lang or languages.get("source"),
+                                         "target_lang": options.target_lang or languages.get("target")})
+    pairs = registry("data format").get(fmt_name).read_split(data, strict=recipe.data.strict, options=options)
+    hf, tokenizer = load_pretrained(str(folder), f"{run_dir}")
+    lowercase = bool(report.get("lowercased"))
+    generation = GenerationOptions(**(report.get("generation") or {}))
+    translations = translate_texts(hf, tokenizer, generation, [p.source for p in pairs], recipe.train.batch_size)
+    references = [p.target.lower() if lowercase else p.target for p in pairs]
+    shown = generation.samples
+    return {
+        "items": len(pairs), "unit": "sentence pairs", "skipped": [],
+        "metrics": metrics(translations, references), "metric_signatures": signatures(lowercase),
+        "samples": [{"source": p.source, "reference": p.target, "translation": t}
+                    for p, t in zip(pairs[:shown], translations[:shown])],
+    }
