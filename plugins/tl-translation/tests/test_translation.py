@@ -264,3 +264,35 @@ def test_misaligned_moses_files_stop_the_run_with_one_line(tmp_path, monkeypatch
     assert code == 2 and "\n" not in err.strip() and "Traceback" not in err
     assert "corpus.ny" in err and "corpus.en" in err and "3" in err and "2" in err
     assert not (tmp_path / "r").exists() or not (tmp_path / "r" / "report.json").exists()
+
+
+def test_parent_to_child_starts_the_child_from_the_parents_model_and_vocabulary(tmp_path):
+    from safetensors.torch import load_file
+
+    parent = tmp_path / "parent"
+    run(parent, "data.options.vocab_size=300", "train.lr=0.001", recipe="translation/marian-parent-en-ny")
+    child = tmp_path / "child"
+    report = run(child, f"backbone.weights={parent}", "policy.name=freeze-groups", "policy.frozen=[embeddings]",
+                 recipe="translation/marian-child-ny-en")
+    assert report["load_report"]["file"] == str(parent / "model")
+    assert (child / "model" / "source.spm").read_bytes() == (parent / "model" / "source.spm").read_bytes()
+    before, after = load_file(str(parent / "model" / "model.safetensors")), load_file(
+        str(child / "model" / "model.safetensors"))
+    assert torch.equal(before["model.shared.weight"], after["model.shared.weight"])  # frozen: the parent's rows
+    trained = [k for k in before if "encoder.layers.0" in k and k.endswith("weight")]
+    assert trained and all(not torch.equal(before[k], after[k]) for k in trained)  # and the child trained on them
+
+
+@pytest.mark.parametrize("name", ["translation/minilm-ny-en", "translation/opus-mt-ny-en",
+                                  "translation/marian-parent-en-ny", "translation/marian-child-ny-en"])
+def test_shipped_recipes_validate(name):
+    from tl_core.recipe import load_recipe
+
+    recipe = load_recipe(name)
+    assert recipe.task == "translation" and recipe.train.metric == "chrf"
+
+
+def test_the_hub_recipe_offline_names_the_model_and_the_way_out(tmp_path, monkeypatch, capsys):
+    code, _, err = tl("run", "translation/opus-mt-ny-en", "--out", tmp_path / "r", "--set", "data.options.limit=8",
+                      monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 2 and "(Helsinki-NLP/opus-mt-mul-en) is not in the local Hugging Face cache" in err

@@ -278,7 +278,7 @@ BACKBONES = (
         layer_groups=_bart_like_groups(6),
         weights=(
             _hub_entry("mul-en", "Helsinki-NLP/opus-mt-mul-en", "opus-mt", "CC-BY-4.0 (OPUS-MT)",
-                       "OPUS, many languages into English (Chichewa included)"),
+                       "OPUS, many languages into English"),
             _hub_entry("en-ny", "Helsinki-NLP/opus-mt-en-ny", "opus-mt", "CC-BY-4.0 (OPUS-MT)",
                        "OPUS English-Chichewa"),
         ),
