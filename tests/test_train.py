@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import make_image_folder, tiny_recipe
 
 from tl_core import hookimpl
+from tl_core.errors import TLError
 from tl_core.plugins import register_plugin, unregister_plugin
 from tl_core.recipe import validate
 from tl_core.run import execute
@@ -186,3 +188,55 @@ def test_report_counts_a_cached_feature_extraction_as_head_only(tiny_plugin, ima
     report = run(tiny_recipe(image_folder, policy={"name": "feature-extraction"}, train={"epochs": 1}), tmp_path / "r")
     assert report["feature_cache"]["used"] is True
     assert report["parameters"]["trainable"] == 16 * 3 + 3  # the head; the frozen backbone is counted as frozen
+
+
+def test_task_steps_train_a_model_that_computes_its_own_loss_and_after_step_runs_each_step(tmp_path):
+    """What domain plugins use (detection, translation): their own loss and predictions, and a hook after every
+    optimizer step - here putting back row 0 of an embedding, which must stay bit-identical while the rest trains."""
+    from tl_core.components import LayerGroup
+    from tl_core.policies import FineTune
+    from tl_core.recipe import TrainConfig
+    from tl_core.run import RunContext
+    from tl_core.train import TaskSteps, run_trainer
+
+    torch.manual_seed(0)
+
+    class Toy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = torch.nn.Embedding(4, 3)
+            self.head = torch.nn.Linear(3, 1)
+
+        def forward(self, ids, targets):
+            return torch.nn.functional.mse_loss(self.head(self.backbone(ids)).squeeze(-1), targets)
+
+    model = Toy()
+    row0 = model.backbone.weight[0].detach().clone()
+    start = model.backbone.weight.detach().clone()
+    calls = []
+
+    def keep_row0(m):
+        calls.append(1)
+        with torch.no_grad():
+            m.backbone.weight[0] = row0
+
+    data = [(torch.tensor(i % 4), float(i % 4)) for i in range(12)]
+    steps = TaskSteps(
+        train=lambda m, ids, y: m(ids, y),
+        predict=lambda m, ids: [float(v) for v in m.head(m.backbone(ids)).squeeze(-1)],
+        collate=lambda batch: (torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch])),
+        after_step=keep_row0,
+    )
+    ctx = RunContext(recipe=SimpleNamespace(resolved=dict), out=tmp_path, quiet=True)
+    ctx.checkpoints.mkdir(parents=True)
+    groups = (LayerGroup("all", ("weight",)),)
+    with pytest.raises(TLError, match="train.metric 'loss' is not computed for task 'toy'; choose one of: mse"):
+        run_trainer(model, groups, FineTune(), TrainConfig(metric="loss", device="cpu"), ctx, "toy", [], data,
+                    None, None, metric_names={"mse"}, task_steps=steps)  # an own-loss task has no validation loss
+    cfg = TrainConfig(epochs=2, batch_size=4, lr=0.1, weight_decay=0.1, device="cpu", metric="mse")
+    result = run_trainer(model, groups, FineTune(backbone_lr_mult=1.0), cfg, ctx, "toy", [], data, None, None,
+                         metric_names={"mse"}, task_steps=steps)
+    weight = result.model.backbone.weight
+    assert len(calls) == 6  # 2 epochs x 3 batches
+    assert torch.equal(weight[0], row0) and not torch.equal(weight[1:], start[1:])
+    assert [row["epoch"] for row in result.history] == [1, 2] and result.history[-1]["train_loss"] > 0

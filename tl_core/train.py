@@ -51,11 +51,13 @@ class TrainResult:
 class TaskSteps:
     """For models that compute their own loss and return structured predictions (torchvision detectors):
     ``train(model, x, y)`` returns the loss of a batch, ``predict(model, x)`` a list with one prediction per
-    item, ``collate`` builds batches. Predictions and targets reach ``tl_evaluate`` as lists."""
+    item, ``collate`` builds batches, ``after_step(model)`` runs after every optimizer step (e.g. to put back
+    rows of an embedding that must stay frozen while the rest of it trains). Predictions and targets reach ``tl_evaluate`` as lists."""
 
     train: Callable[[Any, Any, Any], Any]
     predict: Callable[[Any, Any], list[Any]]
     collate: Callable[[list[Any]], Any] | None = None
+    after_step: Callable[[Any], None] | None = None  # called with the (unwrapped) model after every optimizer step
 
 
 def resolve_device(device: str) -> str:
@@ -169,7 +171,7 @@ class Trainer:
         if self.metric_names is None:  # classification: ask the metric plugins with a perfect toy prediction
             n = max(len(self.classes), 2)
             self.metric_names = set(evaluate_outputs(self.task, torch.eye(n), torch.arange(n), self.classes))
-        known = self.metric_names | {"loss"}
+        known = self.metric_names | ({"loss"} if self.steps is None else set())  # own-loss tasks: no val loss
         if self.cfg.metric not in known:
             raise TLError(
                 f"train.metric {self.cfg.metric!r} is not computed for task {self.task!r}; "
@@ -335,6 +337,8 @@ class Trainer:
                         acc.backward(loss)
                         optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
+                        if self.steps is not None and self.steps.after_step is not None:
+                            self.steps.after_step(acc.unwrap_model(self.model))
                     value = loss.detach().item()
                     if not math.isfinite(value):
                         raise RunError(

@@ -396,6 +396,10 @@ class Translator(ModelBundle):
 def _quiet() -> None:
     import warnings
 
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()  # tl shows its own progress; no "Loading weights" bars in its output
+
     # EncoderDecoderModel warns on every labelled forward that pre-4.12 checkpoints computed the loss differently
     warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
 
@@ -429,6 +433,7 @@ def load_pretrained(location: str, what: str) -> tuple[Any, Any]:
     """A seq2seq model and its tokenizer from a hub id or a ``save_pretrained`` folder."""
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+    _quiet()
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
         model = AutoModelForSeq2SeqLM.from_pretrained(location)
