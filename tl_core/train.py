@@ -52,7 +52,8 @@ class TaskSteps:
     """For models that compute their own loss and return structured predictions (torchvision detectors):
     ``train(model, x, y)`` returns the loss of a batch, ``predict(model, x)`` a list with one prediction per
     item, ``collate`` builds batches, ``after_step(model)`` runs after every optimizer step (e.g. to put back
-    rows of an embedding that must stay frozen while the rest of it trains). Predictions and targets reach ``tl_evaluate`` as lists."""
+    rows of an embedding that must stay frozen while the rest of it trains). Predictions and targets reach
+    ``tl_evaluate`` as lists."""
 
     train: Callable[[Any, Any, Any], Any]
     predict: Callable[[Any, Any], list[Any]]

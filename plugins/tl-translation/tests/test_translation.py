@@ -296,3 +296,40 @@ def test_the_hub_recipe_offline_names_the_model_and_the_way_out(tmp_path, monkey
     code, _, err = tl("run", "translation/opus-mt-ny-en", "--out", tmp_path / "r", "--set", "data.options.limit=8",
                       monkeypatch=monkeypatch, capsys=capsys)
     assert code == 2 and "(Helsinki-NLP/opus-mt-mul-en) is not in the local Hugging Face cache" in err
+
+
+_INITIAL: dict[str, torch.Tensor] = {}
+
+
+def initial_minilm_state() -> dict[str, torch.Tensor]:
+    """The exact parameters a seed-0 minilm-ny-en run starts from: seeded random init, then MiniLM loaded over
+    it. Tied weights appear once, under their first name (the output layer shares the decoder's embeddings)."""
+    if not _INITIAL:
+        from tl_core.weights import load_into
+        from tl_translation.models import minilm_bert2bert
+
+        torch.manual_seed(0)
+        model = minilm_bert2bert()
+        load_into(model, registry("backbone").get("minilm-bert2bert").weights_entry("minilm-en"))
+        _INITIAL.update({k: v.detach().clone() for k, v in model.named_parameters()})
+    return _INITIAL
+
+
+@pytest.mark.parametrize("frozen", [["embeddings"], ["encoder"], ["decoder"], ["embeddings", "encoder"]])
+def test_partial_freezing_keeps_exactly_the_named_groups(frozen, tmp_path):
+    from tl_translation.models import group_of
+
+    out = tmp_path / "run"
+    run(out, "policy.name=freeze-groups", f"policy.frozen=[{', '.join(frozen)}]")
+    final = {k.removeprefix("backbone."): v for k, v in
+             torch.load(out / "checkpoints" / "last.pt", weights_only=True)["model"].items()}
+    start = initial_minilm_state()
+    moved = {g: [] for g in ("embeddings", "encoder", "decoder", "cross-attention")}
+    for name, value in final.items():
+        if name in start and value.is_floating_point() and not name.endswith("position_ids"):
+            moved[group_of(name)].append(not torch.equal(value, start[name]))
+    for group, changes in moved.items():
+        if group in frozen:
+            assert not any(changes), f"{group} is frozen but changed"
+        else:
+            assert sum(changes) > len(changes) / 2, f"{group} should have trained"
