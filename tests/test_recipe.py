@@ -102,6 +102,15 @@ def test_set_overrides_with_yaml_values(recipe_file):
     assert r.policy.options["backbone_lr_mult"] == 0.2 and r.backbone.random_init
 
 
+def test_set_another_policy_name_drops_the_old_policys_options(recipe_file):
+    r = load_recipe(str(recipe_file), ["policy.name=freeze-first", "policy.groups=2"])
+    assert r.policy.name == "freeze-first" and r.policy.options["groups"] == 2
+    r = load_recipe(str(recipe_file), ["policy.layer_decay=0.5", "policy.name=feature-extraction"])
+    assert r.policy.options == {}  # feature-extraction takes no options; fine-tune's are gone
+    r = load_recipe(str(recipe_file), ["policy.name=fine-tune", "policy.layer_decay=0.5"])  # same name: kept
+    assert r.policy.options["layer_decay"] == 0.5
+
+
 def test_amp_no_unquoted_means_no_mixed_precision(recipe_file):
     """YAML reads `no` as false; `train.amp=no` must still mean no mixed precision, not a type error."""
     assert load_recipe(str(recipe_file), ["train.amp=no"]).train.amp == "no"

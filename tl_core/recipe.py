@@ -207,7 +207,9 @@ def _known_keys(section: str) -> list[str]:
 
 
 def apply_set(data: dict[str, Any], assignment: str) -> dict[str, Any]:
-    """Apply one ``key.path=value`` override; the value is read as YAML (``true``, ``3``, ``[1, 2]``)."""
+    """Apply one ``key.path=value`` override; the value is read as YAML (``true``, ``3``, ``[1, 2]``). Naming
+    another head or policy (``policy.name=...``) drops the old one's options, as ``extends:`` does: give its own
+    options after it."""
     key, sep, raw = assignment.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -227,6 +229,11 @@ def apply_set(data: dict[str, Any], assignment: str) -> dict[str, Any]:
     except yaml.YAMLError:
         value = raw
     out = dict(data)
+    if parts[1:] == ["name"] and parts[0] in ("head", "policy"):
+        current = out.get(parts[0]) if isinstance(out.get(parts[0]), dict) else {}
+        if current.get("name") != value:  # another head or policy starts from its own defaults, as with extends:
+            out[parts[0]] = {"name": value}
+            return out
     node = out
     for part in parts[:-1]:
         child = node.get(part)

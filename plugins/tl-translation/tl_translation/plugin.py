@@ -30,6 +30,13 @@ def tl_register_heads(register: Any) -> None:
 
 
 @hookimpl
+def tl_register_policies(register: Any) -> None:
+    from tl_translation.adapters import LoraPolicy
+
+    register(LoraPolicy)
+
+
+@hookimpl
 def tl_register_datasets(register: Any) -> None:
     from tl_translation.data import DATA_FORMATS
 

@@ -80,7 +80,9 @@ def train(recipe: Recipe, bundle: Translator, data: Any, ctx: RunContext) -> Any
         return translate(net.backbone, tokenizer, inputs, generation)
 
     collate = collate_for(tokenizer, data.options, lowercase_references=bundle.lowercase)
-    steps = TaskSteps(train=train_step, predict=predict_step, collate=collate)
+    restore = getattr(bundle.extension, "restore", None)  # freeze_old_rows: put the old rows back after each step
+    steps = TaskSteps(train=train_step, predict=predict_step, collate=collate,
+                      after_step=(lambda model: restore()) if restore else None)
     result = run_trainer(
         bundle.model, bundle.groups, policy, recipe.train, ctx, recipe.task, [],
         PairDataset(data.train), PairDataset(data.val) if data.val else None,
@@ -101,7 +103,8 @@ def train(recipe: Recipe, bundle: Translator, data: Any, ctx: RunContext) -> Any
                  for p, t in zip(shown, translations)],
         generation=generation.model_dump(),
         languages={"source": bundle.source_lang, "target": bundle.target_lang},
-        vocabulary={"size": len(tokenizer), "tokenizer": type(tokenizer).__name__},
+        vocabulary={"size": len(tokenizer), "tokenizer": type(tokenizer).__name__,
+                    **({"extension": bundle.extension.as_dict()} if bundle.extension else {})},
     )
     return result
 
@@ -115,7 +118,19 @@ def save_model(bundle: Translator, out: Path) -> Path:
     from transformers.utils import logging
 
     logging.disable_progress_bar()  # no "Writing model shards" bar in tl's output
-    bundle.hf_model.save_pretrained(str(tmp))
+    model = bundle.hf_model
+    if hasattr(model, "peft_config"):  # adapters: RUN/adapter as peft writes it, and RUN/model merged
+        import copy
+
+        from tl_translation.adapters import merge, save_adapters
+
+        adapter, adapter_tmp = out / "adapter", out / ".adapter.tmp"
+        shutil.rmtree(adapter_tmp, ignore_errors=True)
+        save_adapters(model, bundle.tokenizer, adapter_tmp)
+        shutil.rmtree(adapter, ignore_errors=True)
+        adapter_tmp.replace(adapter)
+        model = merge(copy.deepcopy(model))
+    model.save_pretrained(str(tmp))
     bundle.tokenizer.save_pretrained(str(tmp))
     shutil.rmtree(target, ignore_errors=True)
     tmp.replace(target)
