@@ -233,3 +233,40 @@ def test_allow_list_naming_a_plugin_that_is_not_installed(fake_dist, monkeypatch
     fake_dist({"good": GOOD}, allow="good,medcal")
     info = by_name()["medcal"]
     assert info.status == "missing" and "not installed" in info.reason
+
+
+def test_a_plugin_outside_its_hook_api_range_is_skipped_with_the_reason(fake_dist, cli):
+    from tl_core import HOOK_API_VERSION
+
+    good = textwrap.dedent(GOOD)
+    future = "TL_HOOK_API = '>=2'\n" + good.replace("fake-head", "future-head")
+    fake_dist({"good": "TL_HOOK_API = '>=1.0,<2'\n" + good, "future": future, "garbled": "TL_HOOK_API = 'one'\n"})
+    infos = by_name()
+    assert infos["good"].status == "loaded" and "fake-head" in plugins.registry("head")
+    assert infos["future"].status == "incompatible"
+    assert infos["future"].reason == f"needs tl hook API >=2; this tl has {HOOK_API_VERSION} (upgrade the plugin or tl)"
+    assert "future-head" not in plugins.registry("head")  # none of its hooks ran
+    assert infos["garbled"].status == "incompatible" and "is not a version range" in infos["garbled"].reason
+    code, stdout, _ = cli("plugins", "--json")
+    rows = {r["name"]: r for r in json.loads(stdout)}
+    assert code == 0 and rows["future"]["status"] == "incompatible"
+
+
+def test_trace_plugins_prints_hook_calls_and_answers(monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setenv("TL_TRACE_PLUGINS", "1")
+    plugins.reset()
+    try:
+        plugins.load_plugins()
+        plugins.pm.hook.tl_evaluate(task="image-classification", outputs=torch.eye(2), targets=torch.arange(2),
+                                    class_names=["a", "b"])
+        err = capsys.readouterr().err
+        assert "tl trace: tl_evaluate(task='image-classification', outputs=tensor(" in err
+        assert "tl trace: tl_evaluate answered [{'accuracy': 1.0" in err
+    finally:
+        monkeypatch.delenv("TL_TRACE_PLUGINS")
+        plugins.reset()
+    plugins.load_plugins()
+    plugins.pm.hook.tl_evaluate(task="x", outputs=None, targets=None, class_names=[])
+    assert "tl trace" not in capsys.readouterr().err  # reset() took the tracer off

@@ -56,7 +56,10 @@ def plugins(as_json: JsonOpt = False) -> None:
     from tl_core.plugins import plugins as all_plugins
 
     rows = [p.as_dict() for p in all_plugins()]
-    _emit(rows, as_json, "plugins", ["name", "distribution", "version", "status", "reason", "hooks"])
+    from tl_core import HOOK_API_VERSION
+
+    _emit(rows, as_json, f"plugins (tl hook API {HOOK_API_VERSION})",
+          ["name", "distribution", "version", "status", "reason", "hooks"])
 
 
 @app.command()

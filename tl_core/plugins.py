@@ -2,7 +2,9 @@
 
 ``TL_PLUGINS`` is an allow-list of entry-point plugins (set but empty = none); ``TL_DISABLE_PLUGINS`` a
 block-list. Built-in plugins always load: they are the core's own behaviour. A plugin that fails to import, or
-raises in a registration hook, is recorded with its reason (see ``tl plugins``) and the others keep working.
+raises in a registration hook, is recorded with its reason (see ``tl plugins``) and the others keep working. A
+plugin whose ``TL_HOOK_API`` range leaves out :data:`tl_core.HOOK_API_VERSION` is skipped as ``incompatible``.
+``TL_TRACE_PLUGINS=1`` prints every hook call, who answered and what, to stderr.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import pluggy
 
-from tl_core import NAME, hookspecs
+from tl_core import HOOK_API_VERSION, NAME, hookspecs
 from tl_core.registry import Registry
 
 BUILTIN_PLUGINS = (
@@ -48,7 +50,7 @@ class PluginInfo:
     distribution: str | None = None
     version: str | None = None
     builtin: bool = False
-    status: str = "loaded"  # loaded | failed | disabled
+    status: str = "loaded"  # loaded | failed | disabled | incompatible | missing
     reason: str | None = None
     hooks: list[str] = field(default_factory=list)
 
@@ -71,7 +73,28 @@ def _env_list(var: str) -> set[str] | None:
     return {p.strip() for p in value.split(",") if p.strip()}
 
 
+def incompatibility(module: object) -> str | None:
+    """Why ``module`` cannot be used with this tl (its ``TL_HOOK_API`` range), or ``None``."""
+    wanted = getattr(module, "TL_HOOK_API", None)
+    if wanted is None:
+        return None
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        spec = SpecifierSet(str(wanted))
+    except InvalidSpecifier:
+        return f"TL_HOOK_API {wanted!r} is not a version range (write it like '>=1.0,<2')"
+    if HOOK_API_VERSION in spec:
+        return None
+    return f"needs tl hook API {wanted}; this tl has {HOOK_API_VERSION} (upgrade the plugin or tl)"
+
+
 def _register(name: str, module: object, info: PluginInfo) -> None:
+    reason = incompatibility(module)
+    if reason is not None:
+        info.status, info.reason = "incompatible", reason
+        _plugins[name] = info
+        return
     try:
         pm.register(module, name=name)
         pm.check_pending()
@@ -90,6 +113,8 @@ def load_plugins() -> None:
     if _loaded:
         return
     _loaded = True
+    if os.environ.get("TL_TRACE_PLUGINS", "").strip() not in ("", "0"):
+        _trace()
     for modname in BUILTIN_PLUGINS:
         short = modname.rsplit(".", 1)[-1]
         _register(f"tl.{short}", importlib.import_module(modname), PluginInfo(f"tl.{short}", modname, builtin=True))
@@ -113,6 +138,36 @@ def load_plugins() -> None:
         _register(ep.name, module, info)
     for name in sorted((allow or set()) - set(_plugins)):
         _plugins[name] = PluginInfo(name, "?", status="missing", reason="named in TL_PLUGINS but not installed")
+
+
+_undo_trace: Callable[[], None] | None = None
+
+
+def _short(value: Any, limit: int = 100) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _trace() -> None:
+    """Print each hook call (with its arguments), and each answer with the plugin that gave it, to stderr."""
+    global _undo_trace
+
+    def before(hook_name: str, hook_impls: Any, kwargs: dict[str, Any]) -> None:
+        args = ", ".join(f"{k}={_short(v, 60)}" for k, v in kwargs.items() if k != "register")
+        print(f"tl trace: {hook_name}({args}) -> {len(hook_impls)} implementations", file=sys.stderr)
+
+    def after(outcome: Any, hook_name: str, hook_impls: Any, kwargs: dict[str, Any]) -> None:
+        exc = outcome.exception
+        if exc is not None:
+            print(f"tl trace: {hook_name} raised {type(exc).__name__}: {_short(str(exc))}", file=sys.stderr)
+            return
+        result = outcome.get_result()
+        if hook_name.startswith("tl_register_"):
+            return  # registrations answer through register(); the registries list what they got
+        print(f"tl trace: {hook_name} answered {_short(result)}", file=sys.stderr)
+
+    if _undo_trace is None:
+        _undo_trace = pm.add_hookcall_monitoring(before, after)
 
 
 def register_plugin(module: object, name: str) -> None:
@@ -205,7 +260,10 @@ def registry(kind: str) -> Registry[Any]:
 
 def reset() -> None:
     """Forget every plugin and filled registry; the next use loads them again (for tests)."""
-    global _loaded
+    global _loaded, _undo_trace
+    if _undo_trace is not None:
+        _undo_trace()
+        _undo_trace = None
     for _, plugin in list(pm.list_name_plugin()):
         pm.unregister(plugin)
     _plugins.clear()

@@ -9,6 +9,8 @@ from typing import Any
 from tl_core import hookimpl
 from tl_core.components import recipes_in
 
+TL_HOOK_API = ">=1.0,<2"  # the tl hook API versions this plugin works with
+
 RECIPES = Path(__file__).parent / "recipes"
 
 

@@ -9,6 +9,8 @@ from typing import Any
 from tl_core import hookimpl
 from tl_core.components import recipes_in
 
+TL_HOOK_API = ">=1.1,<2"  # tl_evaluate_run came in 1.1
+
 RECIPES = Path(__file__).parent / "recipes"
 TASK = "translation"
 
