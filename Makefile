@@ -43,6 +43,9 @@ test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
 	set -e; for p in $(dir $(PLUGINS)); do $(PY) -m pytest -q $$p/tests; done
+	# and each plugin through tl's conformance suite (tl_core.testing), by its entry-point name
+	set -e; for p in $(dir $(PLUGINS)); do $(PY) -m pytest -q -p no:cacheprovider \
+		--tl-conformance=$$(basename $$p | sed 's/^tl-//'); done
 
 bench: install
 	$(PY) benchmarks/run_all.py

@@ -79,6 +79,7 @@ class FreezePolicy:
     description: ClassVar[str] = ""
     batchnorm: ClassVar[str] = ""
     Options: ClassVar[type[BaseModel] | None] = None
+    example: ClassVar[dict[str, Any]] = {}  # options that make a valid instance (the conformance suite uses them)
 
     def __init__(self, **options: Any) -> None:
         self.options: Any = self.Options(**options) if self.Options is not None else None
@@ -158,6 +159,7 @@ class FreezeGroups(FreezePolicy):
     description = "the layer groups named in `frozen` stay frozen, whatever their place; the others train"
     batchnorm = "frozen groups: freeze; trainable groups: option bn (default train)"
     Options = FreezeGroupsOptions
+    example = {"frozen": ["middle"]}  # for the conformance suite's 3-group backbone (stem, middle, top)
 
     def bind(self, group_names: Sequence[str]) -> FreezePolicy:
         unknown = [n for n in self.options.frozen if n not in group_names]

@@ -1,4 +1,4 @@
-"""The tl-translation tests run offline, with Hugging Face, matplotlib and tl caches in a temporary folder."""
+"""The tl-translation tests run offline, with their caches in a temporary folder (tl_core.testing's tl_env)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,6 @@ os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
 
 
 @pytest.fixture(autouse=True)
-def tr_isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path_factory.getbasetemp() / "home"
-    monkeypatch.setenv("HF_HOME", str(home / "hf"))
-    monkeypatch.setenv("MPLCONFIGDIR", str(home / "mpl"))
-    monkeypatch.setenv("TL_CACHE_DIR", str(home / "tl-cache"))
+def tr_isolated(tl_env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TL_PLUGINS", raising=False)
     monkeypatch.delenv("TL_DISABLE_PLUGINS", raising=False)

@@ -274,6 +274,7 @@ BACKBONES = (
             ),
         ),
         input=TEXT,
+        tasks=(TASK,),
         description="BERT2BERT on the English MiniLM (6+6 layers, 384 wide, 49M parameters); uncased WordPiece",
     ),
     BackboneSpec(
@@ -282,6 +283,7 @@ BACKBONES = (
         feature_dim=256,
         layer_groups=_bart_like_groups(3),
         input=TEXT,
+        tasks=(TASK,),
         description="MarianMT from config (d_model 256, 3+3 layers) with a sentencepiece vocabulary trained on the "
         "run's data; random init",
     ),
@@ -297,6 +299,7 @@ BACKBONES = (
                        "OPUS English-Chichewa"),
         ),
         input=TEXT,
+        tasks=(TASK,),
         description="MarianMT opus-mt (Helsinki-NLP, 6+6 layers, 512 wide); hf:Helsinki-NLP/opus-mt-SRC-TGT for others",
     ),
     BackboneSpec(
@@ -307,6 +310,7 @@ BACKBONES = (
         weights=(_hub_entry("many-to-many", "facebook/mbart-large-50-many-to-many-mmt", "mbart-50", "MIT",
                             "CC25 + ML50, 50 languages"),),
         input=TEXT,
+        tasks=(TASK,),
         description="mBART-50 many-to-many (610M parameters); language codes like en_XX",
     ),
     BackboneSpec(
@@ -317,6 +321,7 @@ BACKBONES = (
         weights=(_hub_entry("distilled-600m", "facebook/nllb-200-distilled-600M", "nllb-200", "CC-BY-NC-4.0",
                             "NLLB-200: 202 languages, Chichewa (nya_Latn) included"),),
         input=TEXT,
+        tasks=(TASK,),
         description="NLLB-200 distilled (600M parameters); language codes like nya_Latn",
     ),
     BackboneSpec(
@@ -326,6 +331,7 @@ BACKBONES = (
         layer_groups=_bart_like_groups(12),
         weights=(_hub_entry("418m", "facebook/m2m100_418M", "m2m100", "MIT", "CCMatrix/CCAligned, 100 languages"),),
         input=TEXT,
+        tasks=(TASK,),
         description="M2M100 418M; two-letter language codes",
     ),
     BackboneSpec(
@@ -335,6 +341,7 @@ BACKBONES = (
         layer_groups=_t5_groups(6),
         weights=(_hub_entry("t5-small", "google-t5/t5-small", "t5-small", "Apache-2.0", "C4 (English)"),),
         input=TEXT,
+        tasks=(TASK,),
         description="T5-small (60M parameters)",
     ),
     BackboneSpec(
@@ -344,6 +351,7 @@ BACKBONES = (
         layer_groups=_t5_groups(8),
         weights=(_hub_entry("mt5-small", "google/mt5-small", "mt5-small", "Apache-2.0", "mC4, 101 languages"),),
         input=TEXT,
+        tasks=(TASK,),
         description="mT5-small (300M parameters, 250k sentencepiece vocabulary)",
     ),
     BackboneSpec(
@@ -353,6 +361,7 @@ BACKBONES = (
         layer_groups=_t5_groups(4),
         weights=(_hub_entry("byt5-small", "google/byt5-small", "byt5-small", "Apache-2.0", "mC4, bytes"),),
         input=TEXT,
+        tasks=(TASK,),
         description="ByT5-small (300M parameters; bytes, no vocabulary to extend)",
     ),
 )

@@ -1,0 +1,72 @@
+"""tl_core.testing's conformance suite: the bundled plugins pass it (make test runs it on each); a broken plugin
+fails it with messages that name the broken entry."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+BROKEN = '''
+from tl_core import hookimpl
+from tl_core.components import BackboneSpec, LayerGroup, RecipeSource
+from tl_core.policies import FeatureExtraction, GroupState
+from tl_core.plugins import register_plugin
+from tl_core.testing import tiny_spec
+
+
+class Liar(FeatureExtraction):
+    name = "liar"
+    description = "says the backbone stays frozen, then trains its top group"
+    batchnorm = "freeze"
+
+    def plan(self, n_groups, epoch, epochs):
+        return [GroupState(False, 0.0, "freeze")] * (n_groups - 1) + [GroupState(True, 1.0, "train")]
+
+
+class Broken:
+    @hookimpl
+    def tl_register_backbones(self, register):
+        good = tiny_spec()
+        register(BackboneSpec("holey", good.factory, 16, good.layer_groups[:2], input=good.input))  # no "top"
+
+    @hookimpl
+    def tl_register_policies(self, register):
+        register(Liar)
+
+    @hookimpl
+    def tl_register_recipes(self, register):
+        path = __import__("pathlib").Path(__file__).with_name("bad.yaml")
+        path.write_text("task: image-classification\\nbackbone: {name: no-such-net}\\ndata: {path: x}\\n")
+        register(RecipeSource("broken/bad", path, "names a backbone that does not exist"))
+
+
+register_plugin(Broken(), "broken")
+'''
+
+
+def test_a_broken_plugin_fails_the_suite_naming_each_broken_entry(pytester, monkeypatch):
+    monkeypatch.setenv("TL_PLUGINS", "")  # the inner session sees the core and the broken plugin only
+    pytester.makeconftest(textwrap.dedent(BROKEN))
+    result = pytester.runpytest_subprocess("--tl-conformance=broken", "-p", "no:cacheprovider", "-q")
+    out = result.stdout.str()
+    result.assert_outcomes(failed=3, passed=2, skipped=result.parseoutcomes().get("skipped", 0))
+    assert "broken: backbone 'holey': backbone parameter 'features.2.0.weight' belongs to no layer group" in out
+    assert "broken: policy 'liar' says the backbone is frozen throughout but its plan trains a group" in out
+    assert "broken: recipe 'broken/bad' does not validate" in out and "no-such-net" in out
+
+
+def test_an_unknown_plugin_name_is_a_usage_error(pytester, monkeypatch):
+    monkeypatch.setenv("TL_PLUGINS", "")
+    result = pytester.runpytest_subprocess("--tl-conformance=nobody", "-p", "no:cacheprovider", "-q")
+    assert result.ret != 0 and "--tl-conformance: no plugin 'nobody' is loaded" in result.stderr.str() + \
+        result.stdout.str()
+
+
+@pytest.mark.parametrize("plugin", ["tl.vision", "tl.policies", "tl.heads", "tl.recipes"])
+def test_the_core_builtins_pass_the_suite(pytester, monkeypatch, plugin):
+    monkeypatch.setenv("TL_PLUGINS", "")
+    result = pytester.runpytest_subprocess(f"--tl-conformance={plugin}", "-p", "no:cacheprovider", "-q")
+    assert result.ret == 0, result.stdout.str()[-2000:]

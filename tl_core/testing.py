@@ -1,0 +1,214 @@
+"""A pytest plugin for tl plugin authors: fixtures, and a conformance suite a plugin runs against itself.
+
+It is registered with pytest through the ``pytest11`` entry point of tl-core, so installing tl makes it available
+in any test session. Fixtures (all prefixed ``tl_``):
+
+- ``tl_env``: an isolated, offline environment (Hugging Face, ultralytics, matplotlib and tl caches in a
+  temporary folder; ``HF_HUB_OFFLINE`` and friends set) - use it with ``@pytest.mark.usefixtures("tl_env")`` or
+  ``autouse`` in your ``conftest.py``;
+- ``tl_plugin``: ``tl_plugin(obj_or_module, name="...")`` registers a plugin in-process for one test and removes
+  it afterwards;
+- ``tl_cli``: ``tl_cli("run", recipe, "--out", dir)`` runs the ``tl`` command line in-process and returns
+  ``(exit code, stdout, stderr)``;
+- ``tl_tiny_backbone``: a registered 3-stage convolutional backbone (``tiny``, 16 features, random init) for
+  tests of heads, policies or data formats;
+- ``tl_image_folder``: ``tl_image_folder(classes=("cat", "dog"), per_class=6)`` writes a tiny image folder.
+
+The conformance suite: ``pytest --tl-conformance=NAME`` (an entry-point name such as ``medical``, or a plugin
+module such as ``tl_medical.plugin``; several, comma-separated) checks everything that plugin registers:
+
+- every backbone builds offline from its factory, covers each parameter with exactly one layer group, and (for
+  image inputs) runs forward on its declared input to ``(batch, feature_dim)``; every weights entry names its
+  licence, a package or file entry its sha256 (a URL or hub entry without one is a warning);
+- every head of an image task builds and maps ``(batch, in_features)`` to ``(batch, outputs)``;
+- every policy has a name, description and BatchNorm statement, plans one state per layer group for every
+  epoch, is consistent with ``frozen_throughout()``, and - applied to the tiny backbone for a training step -
+  leaves exactly its frozen groups (BatchNorm statistics included) unchanged;
+- every data format names a task and has a reader, and validates an empty ``data.options``;
+- every recipe validates, and names only backbones, heads, policies and data formats that exist.
+
+A failure names the plugin and the entry that broke the rule.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+OPTION = "--tl-conformance"
+
+
+# ------------------------------------------------------------------ pytest wiring
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("tl").addoption(
+        OPTION, action="store", default=None, metavar="PLUGIN",
+        help="run tl's conformance suite against PLUGIN (an entry-point name or a plugin module; comma-separated)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "tl_conformance: a check of tl's plugin conformance suite")
+    if config.getoption("tl_conformance", None):
+        suite = str(Path(__file__).with_name("conformance.py"))
+        given = [a for a in config.invocation_params.args if not str(a).startswith("-") and "=" not in str(a)
+                 and Path(str(a).split("::")[0]).exists()]
+        config.args[:] = [*config.args, suite] if given else [suite]  # no paths given: the suite alone
+
+
+# ------------------------------------------------------------------ fixtures
+
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0"}
+
+
+@pytest.fixture
+def tl_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An offline environment whose caches live in a temporary folder; yields that folder."""
+    home = tmp_path_factory.getbasetemp() / "tl-home"
+    for var, value in OFFLINE.items():
+        monkeypatch.setenv(var, value)
+    for var, sub in (("HF_HOME", "hf"), ("YOLO_CONFIG_DIR", "yolo"), ("MPLCONFIGDIR", "mpl"),
+                     ("TL_CACHE_DIR", "tl-cache")):
+        monkeypatch.setenv(var, str(home / sub))
+    yield home
+
+
+@pytest.fixture
+def tl_plugin() -> Iterator[Callable[..., Any]]:
+    """``tl_plugin(obj, name="test-plugin")``: register a plugin for this test only."""
+    from tl_core.plugins import register_plugin, unregister_plugin
+
+    names: list[str] = []
+
+    def register(obj: Any, name: str = "test-plugin") -> Any:
+        register_plugin(obj, name)
+        names.append(name)
+        return obj
+
+    yield register
+    for name in names:
+        unregister_plugin(name)
+
+
+@pytest.fixture
+def tl_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[int, str, str]]:
+    """``tl_cli(*args)``: run the ``tl`` command line in-process; ``(exit code, stdout, stderr)``."""
+    from tl_core import cli
+
+    def run(*args: Any) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["tl", *map(str, args)])
+        code = 0
+        try:
+            cli.main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def tiny_spec() -> Any:
+    """A 3-stage conv-BN-ReLU backbone with global pooling (16 features), random init: fast on a CPU."""
+    from tl_core.components import BackboneSpec, InputSpec, LayerGroup
+
+    def factory() -> Any:
+        from torch import nn
+
+        from tl_core.model import Pooled
+
+        def stage(cin: int, cout: int) -> nn.Module:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout),
+                                 nn.ReLU())
+
+        return Pooled(nn.Sequential(stage(3, 8), stage(8, 16), stage(16, 16)))
+
+    return BackboneSpec(
+        name="tiny", factory=factory, feature_dim=16,
+        layer_groups=(LayerGroup("stem", ("features.0",)), LayerGroup("middle", ("features.1",)),
+                      LayerGroup("top", ("features.2",))),
+        input=InputSpec(size=16, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        description="tl_core.testing's tiny backbone (random init)",
+    )
+
+
+class _TinyPlugin:
+    def __init__(self) -> None:
+        self.spec = tiny_spec()
+
+    def tl_register_backbones(self, register: Any) -> None:
+        register(self.spec)
+
+
+@pytest.fixture
+def tl_tiny_backbone(tl_plugin: Callable[..., Any]) -> Any:
+    """The ``tiny`` backbone, registered for this test; yields its spec."""
+    from tl_core import hookimpl
+
+    plugin = _TinyPlugin()
+    plugin.tl_register_backbones = hookimpl(plugin.tl_register_backbones)  # type: ignore[method-assign]
+    tl_plugin(plugin, "tl-testing-tiny")
+    return plugin.spec
+
+
+def write_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 6,
+                       size: int = 24, seed: int = 0) -> Path:
+    """``root/<class>/<n>.png``: small images whose colour depends on the class (a learnable task)."""
+    import random
+
+    from PIL import Image
+
+    rng = random.Random(seed)
+    for k, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            base = (60 + 150 * (k % 2), 60 + 80 * (k % 3), 200 - 140 * (k % 2))
+            colour = tuple(min(255, max(0, c + rng.randint(-25, 25))) for c in base)
+            Image.new("RGB", (size, size), colour).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def tl_image_folder(tmp_path: Path) -> Callable[..., Path]:
+    """``tl_image_folder(classes=("cat", "dog"), per_class=6)``: a tiny image folder under ``tmp_path``."""
+
+    def make(classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 6, name: str = "images") -> Path:
+        return write_image_folder(tmp_path / name, tuple(classes), per_class)
+
+    return make
+
+
+# ------------------------------------------------------------------ what a plugin registered
+
+
+def owned(plugin: str) -> dict[str, list[tuple[str, Any]]]:
+    """``{kind: [(name, item), ...]}``: what the plugin called ``plugin`` (entry-point name or module) registered."""
+    from tl_core.plugins import REGISTRATION_HOOKS, load_plugins, plugins, registry
+
+    load_plugins()
+    names = {p.name: p for p in plugins()}
+    by_module = {p.module: p.name for p in plugins()}
+    name = plugin if plugin in names else by_module.get(plugin)
+    if name is None:
+        known = ", ".join(sorted(names))
+        raise pytest.UsageError(f"{OPTION}: no plugin {plugin!r} is loaded (plugins: {known})")
+    info = names[name]
+    if info.status != "loaded":
+        raise pytest.UsageError(f"{OPTION}: plugin {name!r} is {info.status}: {info.reason}")
+    out: dict[str, list[tuple[str, Any]]] = {}
+    for kind in REGISTRATION_HOOKS:
+        reg = registry(kind)
+        out[kind] = [(n, item) for n, item in reg.items() if reg.owner(n) == name]
+    return out
+
+
+def conformance_targets(config: pytest.Config) -> list[str]:
+    value = config.getoption("tl_conformance", None) or os.environ.get("TL_CONFORMANCE", "")
+    return [p.strip() for p in value.split(",") if p.strip()]
