@@ -180,30 +180,34 @@ DATA_FORMATS = tuple(
 
 
 class PairDataset:
-    """Sentence pairs as a torch-style dataset (indexable; the collate function tokenises)."""
+    """Sentence pairs tokenised once, up front (not again every epoch): items are ``(token ids, reference)``;
+    the collate function only pads."""
 
-    def __init__(self, pairs: list[Pair]) -> None:
+    def __init__(self, pairs: list[Pair], tokenizer: Any, options: TranslationOptions,
+                 lowercase_references: bool = False) -> None:
         self.pairs = pairs
+        sources, targets = [p.source for p in pairs], [p.target for p in pairs]
+        self.sources = tokenizer(sources, truncation=True, max_length=options.max_source_tokens)["input_ids"]
+        self.labels = tokenizer(text_target=targets, truncation=True,
+                                max_length=options.max_target_tokens)["input_ids"]
+        self.references = [t.lower() for t in targets] if lowercase_references else targets
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, i: int) -> Pair:
-        return self.pairs[i]
+    def __getitem__(self, i: int) -> tuple[dict[str, list[int]], str]:
+        return {"input_ids": self.sources[i], "labels": self.labels[i]}, self.references[i]
 
 
-def collate_for(tokenizer: Any, options: TranslationOptions, lowercase_references: bool = False) -> Any:
-    """Batches of ``(inputs, references)``: token ids with attention mask and labels (padding as -100), and the
-    reference sentences for the metrics (lowercased for an uncased tokenizer, whose output is lowercase)."""
+def collate_for(tokenizer: Any) -> Any:
+    """Batches of ``(inputs, references)``: token ids padded by transformers' ``DataCollatorForSeq2Seq`` (attention
+    mask; labels padded with -100, which the loss ignores), and the reference sentences for the metrics."""
+    from transformers import DataCollatorForSeq2Seq
 
-    def collate(batch: list[Pair]) -> tuple[dict[str, Any], list[str]]:
-        sources, targets = [p.source for p in batch], [p.target for p in batch]
-        enc = tokenizer(sources, text_target=targets, padding=True, truncation=True,
-                        max_length=options.max_source_tokens, return_tensors="pt")
-        labels = tokenizer(text_target=targets, padding=True, truncation=True, max_length=options.max_target_tokens,
-                           return_tensors="pt")["input_ids"]
-        labels[labels == tokenizer.pad_token_id] = -100
-        inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
-        return inputs, [t.lower() for t in targets] if lowercase_references else targets
+    pad = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, return_tensors="pt")
+
+    def collate(batch: list[tuple[dict[str, list[int]], str]]) -> tuple[dict[str, Any], list[str]]:
+        inputs = pad([features for features, _ in batch])
+        return dict(inputs), [reference for _, reference in batch]
 
     return collate

@@ -79,14 +79,17 @@ def train(recipe: Recipe, bundle: Translator, data: Any, ctx: RunContext) -> Any
         net = getattr(model, "module", model)  # under DDP, generate() is the wrapped model's
         return translate(net.backbone, tokenizer, inputs, generation)
 
-    collate = collate_for(tokenizer, data.options, lowercase_references=bundle.lowercase)
+    collate = collate_for(tokenizer)
+
+    def dataset(pairs: list[Any]) -> PairDataset | None:
+        return PairDataset(pairs, tokenizer, data.options, bundle.lowercase) if pairs else None
+
     restore = getattr(bundle.extension, "restore", None)  # freeze_old_rows: put the old rows back after each step
     steps = TaskSteps(train=train_step, predict=predict_step, collate=collate,
                       after_step=(lambda model: restore()) if restore else None)
     result = run_trainer(
         bundle.model, bundle.groups, policy, recipe.train, ctx, recipe.task, [],
-        PairDataset(data.train), PairDataset(data.val) if data.val else None,
-        PairDataset(data.test) if data.test else None,
+        dataset(data.train), dataset(data.val), dataset(data.test),
         num_workers=recipe.data.num_workers, metric_names=set(METRICS), task_steps=steps,
     )
     epochs = recipe.train.epochs
