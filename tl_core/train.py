@@ -186,7 +186,11 @@ class Trainer:
         if self.cfg.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=self.cfg.lr, momentum=self.cfg.momentum,
                                    weight_decay=self.cfg.weight_decay)
-        return torch.optim.AdamW(groups, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        params = [p for g in groups for p in g["params"]]
+        # torch's fused AdamW kernel (CPU and CUDA, float parameters) is what the HF Trainer uses by default;
+        # the default per-tensor loop was 7% slower on a small seq2seq model (docs/benchmarks.md)
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+        return torch.optim.AdamW(groups, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, fused=fused or None)
 
     def _loader(self, dataset: Any, shuffle: bool) -> Any:
         import torch
