@@ -177,6 +177,19 @@ def run(
     out.print(f"wrote {out_dir}/report.json, metrics.csv, curves.png, {model}")
 
 
+@app.command("new-plugin")
+def new_plugin(
+    name: Annotated[str, typer.Argument(help="The plugin's name (its entry point), e.g. birds.")],
+    where: Annotated[Path, typer.Option("--dir", help="The folder to write tl-NAME into.")] = Path("."),
+) -> None:
+    """Write a complete plugin distribution tl-NAME (pyproject, package, recipe, README, tests) to start from."""
+    from tl_core.scaffold import new_plugin as make
+
+    target = make(name, where)
+    out.print(f"wrote {target}; next: pip install -e {target} && pytest {target}/tests "
+              f"&& pytest --tl-conformance={name}")
+
+
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder (from tl run --out).")],
