@@ -17,15 +17,18 @@ in any test session. Fixtures (all prefixed ``tl_``):
 The conformance suite: ``pytest --tl-conformance=NAME`` (an entry-point name such as ``medical``, or a plugin
 module such as ``tl_medical.plugin``; several, comma-separated) checks everything that plugin registers:
 
-- every backbone builds offline from its factory, covers each parameter with exactly one layer group, and (for
-  image inputs) runs forward on its declared input to ``(batch, feature_dim)``; every weights entry names its
-  licence, a package or file entry its sha256 (a URL or hub entry without one is a warning);
+- every backbone builds offline from its factory (for real), covers each parameter with exactly one layer
+  group, and (for image inputs) runs forward on its declared input to ``(batch, feature_dim)``; every weights
+  entry names its licence, a package or file entry its sha256 (a URL or hub entry without one is a warning);
 - every head of an image task builds and maps ``(batch, in_features)`` to ``(batch, outputs)``;
 - every policy has a name, description and BatchNorm statement, plans one state per layer group for every
   epoch, is consistent with ``frozen_throughout()``, and - applied to the tiny backbone for a training step -
   leaves exactly its frozen groups (BatchNorm statistics included) unchanged;
 - every data format names a task and has a reader, and validates an empty ``data.options``;
-- every recipe validates, and names only backbones, heads, policies and data formats that exist.
+- every recipe validates, and names only backbones, heads, policies and data formats that exist; and it trains for
+  one tiny epoch - on a tiny image folder for image classification, or on the overrides the plugin's module gives
+  through ``tl_conformance_smoke(recipe_name, folder) -> list[str] | None`` (``--set`` assignments pointing at
+  tiny data it writes into ``folder``); a recipe of a task without tiny data is skipped, with that reason.
 
 A failure names the plugin and the entry that broke the rule.
 """

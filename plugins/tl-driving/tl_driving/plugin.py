@@ -83,3 +83,15 @@ def tl_add_commands(cli: Any) -> None:
     from tl_driving.export import add_commands
 
     add_commands(cli)
+
+
+def tl_conformance_smoke(recipe: str, folder: Path) -> list[str] | None:
+    """For tl's conformance suite: a few generated street scenes (COCO JSON) that make a shipped recipe train one
+    tiny epoch offline (YOLO from its YAML, without the online COCO weights)."""
+    if not recipe.startswith("driving/"):
+        return None
+    from tl_driving.synthetic import write_scenes
+
+    data = write_scenes(folder / "scenes", 8, "coco")
+    sets = [f"data.path={data}", "data.format=coco", "data.options.image_size=64", "data.val_fraction=0.25"]
+    return [*sets, "backbone.weights=none"] if "yolo" in recipe else sets

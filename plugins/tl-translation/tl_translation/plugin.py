@@ -87,3 +87,13 @@ def tl_evaluate_run(run_dir: Any, report: Any, data: str) -> dict[str, Any] | No
     from tl_translation.train import evaluate_run
 
     return evaluate_run(run_dir, report, data)
+
+
+def tl_conformance_smoke(recipe: str, folder: Path) -> list[str] | None:
+    """For tl's conformance suite: ``--set`` overrides that make a shipped recipe train one tiny epoch offline
+    (the Bible corpus ships in a package; the hub recipe needs the network and is skipped)."""
+    if not recipe.startswith("translation/") or "opus-mt" in recipe:
+        return None
+    sets = ["data.options.limit=16", "data.options.test_limit=4", "head.num_beams=1", "head.max_new_tokens=8",
+            "data.options.max_source_tokens=32", "data.options.max_target_tokens=32", "data.options.vocab_size=200"]
+    return [*sets, "head.extend_vocab=200"] if "vocab" in recipe else sets
