@@ -78,3 +78,22 @@ def tl_evaluate(task: str, outputs: Any, targets: Any, class_names: list[str]) -
     if task == "medical-segmentation":
         return metrics.segmentation(outputs, targets, class_names)
     return None
+
+
+def tl_conformance_smoke(recipe: str, folder: Path) -> list[str] | None:
+    """For tl's conformance suite: small synthetic medical files (PNG, NIfTI volumes, image/mask pairs) that make a
+    shipped recipe train one tiny epoch offline."""
+    if not recipe.startswith("medical/"):
+        return None
+    from tl_medical.synthetic import write_classification, write_segmentation
+
+    if recipe.startswith("medical/seg-"):
+        dims, size = (3, 32) if recipe.endswith("3d") else (2, 32)  # the U-Net needs multiples of 32
+        data = write_segmentation(folder / "seg", 4, dims, size=size)
+    elif recipe == "medical/xray-2d":
+        dims, size = 2, 32
+        data = write_classification(folder / "xray", 4, 2, "png", size=size)
+    else:  # the CT recipes
+        dims, size = 3, 16
+        data = write_classification(folder / "ct", 3, 3, "nifti", size=size)
+    return [f"data.path={data}", f"data.options.size={size}", "data.val_fraction=0.5", "train.batch_size=2"]
