@@ -5,7 +5,7 @@
    optimizer and schedule; no evaluation during training on either side. An epoch's training time from the second
    epoch on, runs alternating, as a ratio (goal: tl/HF >= 1.0 in tokens/s);
 2. (`--transfer`) test chrF++ and BLEU after the same budget: the MiniLM BERT2BERT warm start against the same
-   architecture from scratch (`compare.scratch`).
+   architecture from scratch (`compare.scratch`); with `--vocab`, the warm start with the vocabulary extended.
 """
 
 from __future__ import annotations
@@ -103,27 +103,37 @@ def throughput(n: int, epochs: int, batch: int, repeats: int) -> None:
     print(f"  tl run              {tokens / t:9.0f} tokens/s   ({t:6.2f} s/epoch)   tl/HF {h / t:5.3f}x (goal >= 1.0)")
 
 
-def transfer(limit: int, epochs: int, batch: int, test_limit: int) -> None:
+def transfer(limit: int, epochs: int, batch: int, test_limit: int, vocab: bool = False) -> None:
     from tl_core.recipe import load_recipe
     from tl_core.run import execute
 
-    out = WORK / "minilm-transfer"
+    name = "translation/minilm-ny-en-vocab" if vocab else "translation/minilm-ny-en"
+    out = WORK / ("minilm-vocab" if vocab else "minilm-transfer")
     shutil.rmtree(out, ignore_errors=True)
-    recipe = load_recipe("translation/minilm-ny-en", [
+    recipe = load_recipe(name, [
         f"data.options.limit={limit}", f"data.options.test_limit={test_limit}", f"train.epochs={epochs}",
-        f"train.batch_size={batch}", "head.num_beams=1", "head.max_new_tokens=48"])
+        f"train.batch_size={batch}", "head.num_beams=1", "head.max_new_tokens=48",
+        *(["compare.scratch=false"] if vocab else [])])
     report = execute(recipe, out, quiet=True)
     print(f"data: bible:ny-en, {limit} training pairs spread over the books, {test_limit} test verses (held-out "
-          f"books), minilm-bert2bert, {epochs} epochs, batch {batch}, greedy decoding")
-    for name, metrics in (("MiniLM warm start", report["metrics"]["test"]),
-                          ("from scratch", report["scratch"]["metrics"]["test"])):
-        print(f"  {name:18s} chrF++ {metrics['chrf']:6.2f}   BLEU {metrics['bleu']:6.2f}")
+          f"books), {name}, {epochs} epochs, batch {batch}, greedy decoding")
+    rows = [("MiniLM warm start" + (" + vocabulary" if vocab else ""), report["metrics"]["test"])]
+    if "scratch" in report:
+        rows.append(("from scratch", report["scratch"]["metrics"]["test"]))
+    for label, metrics in rows:
+        print(f"  {label:30s} chrF++ {metrics['chrf']:6.2f}   BLEU {metrics['bleu']:6.2f}")
+    extension = report["vocabulary"].get("extension")
+    if extension:
+        print(f"  vocabulary: {extension['added']} tokens added ({extension['old_size']} -> {extension['new_size']})")
     print(f"  ({report['timings']['total_seconds'] / 60:.1f} min; signature {report['metric_signatures']['chrf']})")
+    for sample in report["samples"][:2]:
+        print(f"  {sample['origin']}: {sample['translation']!r}  <- reference {sample['reference']!r}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--transfer", action="store_true")
+    parser.add_argument("--vocab", action="store_true", help="--transfer with the vocabulary extended, no scratch")
     parser.add_argument("--n", type=int, default=1000, help="training pairs")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
@@ -131,7 +141,7 @@ def main() -> None:
     parser.add_argument("--test-n", type=int, default=100)
     args = parser.parse_args()
     if args.transfer:
-        transfer(args.n, args.epochs, args.batch, args.test_n)
+        transfer(args.n, args.epochs, args.batch, args.test_n, args.vocab)
     else:
         throughput(args.n, args.epochs, args.batch, args.repeats)
 
