@@ -53,11 +53,10 @@ def _cell(value: Any) -> str:
 @app.command()
 def plugins(as_json: JsonOpt = False) -> None:
     """List plugins: built-in and installed, loaded or not (with the reason)."""
+    from tl_core import HOOK_API_VERSION
     from tl_core.plugins import plugins as all_plugins
 
     rows = [p.as_dict() for p in all_plugins()]
-    from tl_core import HOOK_API_VERSION
-
     _emit(rows, as_json, f"plugins (tl hook API {HOOK_API_VERSION})",
           ["name", "distribution", "version", "status", "reason", "hooks"])
 

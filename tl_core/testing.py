@@ -3,9 +3,9 @@
 It is registered with pytest through the ``pytest11`` entry point of tl-core, so installing tl makes it available
 in any test session. Fixtures (all prefixed ``tl_``):
 
-- ``tl_env``: an isolated, offline environment (Hugging Face, ultralytics, matplotlib and tl caches in a
-  temporary folder; ``HF_HUB_OFFLINE`` and friends set) - use it with ``@pytest.mark.usefixtures("tl_env")`` or
-  ``autouse`` in your ``conftest.py``;
+- ``tl_env``: an isolated, offline environment (Hugging Face, ultralytics and matplotlib caches in a temporary
+  folder, a fresh tl feature cache for each test; ``HF_HUB_OFFLINE`` and friends set) - use it with
+  ``@pytest.mark.usefixtures("tl_env")`` or ``autouse`` in your ``conftest.py``;
 - ``tl_plugin``: ``tl_plugin(obj_or_module, name="...")`` registers a plugin in-process for one test and removes
   it afterwards;
 - ``tl_cli``: ``tl_cli("run", recipe, "--out", dir)`` runs the ``tl`` command line in-process and returns
@@ -76,9 +76,9 @@ def tl_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyP
     home = tmp_path_factory.getbasetemp() / "tl-home"
     for var, value in OFFLINE.items():
         monkeypatch.setenv(var, value)
-    for var, sub in (("HF_HOME", "hf"), ("YOLO_CONFIG_DIR", "yolo"), ("MPLCONFIGDIR", "mpl"),
-                     ("TL_CACHE_DIR", "tl-cache")):
+    for var, sub in (("HF_HOME", "hf"), ("YOLO_CONFIG_DIR", "yolo"), ("MPLCONFIGDIR", "mpl")):
         monkeypatch.setenv(var, str(home / sub))
+    monkeypatch.setenv("TL_CACHE_DIR", str(tmp_path_factory.mktemp("tl-cache")))  # each test its own feature cache
     yield home
 
 

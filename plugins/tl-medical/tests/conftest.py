@@ -17,11 +17,8 @@ os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", YOLO_OFFLINE="1"
 
 
 @pytest.fixture(autouse=True)
-def med_isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path_factory.getbasetemp() / "home"
-    for var, sub in (("HF_HOME", "hf"), ("YOLO_CONFIG_DIR", "yolo"), ("MPLCONFIGDIR", "mpl")):
-        monkeypatch.setenv(var, str(home / sub))
-    monkeypatch.setenv("TL_CACHE_DIR", str(tmp_path_factory.mktemp("tl-cache")))
+def med_isolated(tl_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tl_core.testing's offline, temporary-cache environment, with every installed plugin loaded."""
     monkeypatch.delenv("TL_PLUGINS", raising=False)
     monkeypatch.delenv("TL_DISABLE_PLUGINS", raising=False)
 

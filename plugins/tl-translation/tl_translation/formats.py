@@ -137,15 +137,9 @@ def read_pairs(
             else:
                 report.problem(target_where or where, "empty target", "empty")
             continue
-        if max_words is not None:
-            src_words, tgt_words = source.split(), target.split()
-            if len(src_words) > max_words or len(tgt_words) > max_words:
-                if long == "drop":
-                    report.counts["dropped_long"] += 1
-                    continue
-                report.counts["truncated"] += 1
-                source, target = " ".join(src_words[:max_words]), " ".join(tgt_words[:max_words])
-        pairs.append(Pair(source, target, where))
+        kept = fit_length(Pair(source, target, where), max_words, long, report.counts)
+        if kept is not None:
+            pairs.append(kept)
     if not pairs:
         first = f", e.g. {report.skipped[0]}" if report.skipped else ""
         left = f" ({len(report.skipped)} lines skipped{first})" if report.skipped else ""
@@ -153,6 +147,22 @@ def read_pairs(
         long_note = f" ({dropped} pairs over max_words={max_words} dropped)" if dropped else ""
         raise DataError(f"no sentence pairs in {origin}{left}{long_note}; expected {_EXPECTED[fmt]}")
     return PairSet(pairs, report.skipped, report.counts)
+
+
+def fit_length(pair: Pair, max_words: int | None, long: str, counts: dict[str, int]) -> Pair | None:
+    """The over-long rule: a pair with more than ``max_words`` words on a side is cut to ``max_words`` words a
+    side (``long="truncate"``, counted as ``truncated``) or left out (``"drop"``, ``None``, counted as
+    ``dropped_long``); any other pair comes back as it is."""
+    if max_words is None:
+        return pair
+    src_words, tgt_words = pair.source.split(), pair.target.split()
+    if len(src_words) <= max_words and len(tgt_words) <= max_words:
+        return pair
+    if long == "drop":
+        counts["dropped_long"] = counts.get("dropped_long", 0) + 1
+        return None
+    counts["truncated"] = counts.get("truncated", 0) + 1
+    return Pair(" ".join(src_words[:max_words]), " ".join(tgt_words[:max_words]), pair.origin)
 
 
 def write_tsv(pairs: Iterable[Pair], path: str | Path) -> Path:

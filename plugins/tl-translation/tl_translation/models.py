@@ -249,6 +249,15 @@ def bert2bert_state(path: Path, entry: str) -> dict[str, Any]:
 
 TEXT = InputSpec(channels=1, size=0, mean=(), std=())  # not an image: tokens
 
+
+def _family(name: str, dim: int, groups: tuple[LayerGroup, ...], description: str,
+            *hub: tuple[str, str, str, str]) -> BackboneSpec:
+    """A model family of :data:`FAMILIES`: built from its config offline; ``hub`` lists its checkpoints as
+    ``(entry name, hub id, licence, training data)``."""
+    weights = tuple(_hub_entry(entry, repo, name, licence, data) for entry, repo, licence, data in hub)
+    return BackboneSpec(name=name, factory=_from_config(name), feature_dim=dim, layer_groups=groups, weights=weights,
+                        input=TEXT, tasks=(TASK,), description=description)
+
 BACKBONES = (
     BackboneSpec(
         name="minilm-bert2bert",
@@ -277,95 +286,29 @@ BACKBONES = (
         tasks=(TASK,),
         description="BERT2BERT on the English MiniLM (6+6 layers, 384 wide, 49M parameters); uncased WordPiece",
     ),
-    BackboneSpec(
-        name="marian-small",
-        factory=_from_config("marian-small"),
-        feature_dim=256,
-        layer_groups=_bart_like_groups(3),
-        input=TEXT,
-        tasks=(TASK,),
-        description="MarianMT from config (d_model 256, 3+3 layers) with a sentencepiece vocabulary trained on the "
-        "run's data; random init",
-    ),
-    BackboneSpec(
-        name="opus-mt",
-        factory=_from_config("opus-mt"),
-        feature_dim=512,
-        layer_groups=_bart_like_groups(6),
-        weights=(
-            _hub_entry("mul-en", "Helsinki-NLP/opus-mt-mul-en", "opus-mt", "CC-BY-4.0 (OPUS-MT)",
-                       "OPUS, many languages into English"),
-            _hub_entry("en-ny", "Helsinki-NLP/opus-mt-en-ny", "opus-mt", "CC-BY-4.0 (OPUS-MT)",
-                       "OPUS English-Chichewa"),
-        ),
-        input=TEXT,
-        tasks=(TASK,),
-        description="MarianMT opus-mt (Helsinki-NLP, 6+6 layers, 512 wide); hf:Helsinki-NLP/opus-mt-SRC-TGT for others",
-    ),
-    BackboneSpec(
-        name="mbart-50",
-        factory=_from_config("mbart-50"),
-        feature_dim=1024,
-        layer_groups=_bart_like_groups(12),
-        weights=(_hub_entry("many-to-many", "facebook/mbart-large-50-many-to-many-mmt", "mbart-50", "MIT",
-                            "CC25 + ML50, 50 languages"),),
-        input=TEXT,
-        tasks=(TASK,),
-        description="mBART-50 many-to-many (610M parameters); language codes like en_XX",
-    ),
-    BackboneSpec(
-        name="nllb-200",
-        factory=_from_config("nllb-200"),
-        feature_dim=1024,
-        layer_groups=_bart_like_groups(12),
-        weights=(_hub_entry("distilled-600m", "facebook/nllb-200-distilled-600M", "nllb-200", "CC-BY-NC-4.0",
-                            "NLLB-200: 202 languages, Chichewa (nya_Latn) included"),),
-        input=TEXT,
-        tasks=(TASK,),
-        description="NLLB-200 distilled (600M parameters); language codes like nya_Latn",
-    ),
-    BackboneSpec(
-        name="m2m100",
-        factory=_from_config("m2m100"),
-        feature_dim=1024,
-        layer_groups=_bart_like_groups(12),
-        weights=(_hub_entry("418m", "facebook/m2m100_418M", "m2m100", "MIT", "CCMatrix/CCAligned, 100 languages"),),
-        input=TEXT,
-        tasks=(TASK,),
-        description="M2M100 418M; two-letter language codes",
-    ),
-    BackboneSpec(
-        name="t5-small",
-        factory=_from_config("t5-small"),
-        feature_dim=512,
-        layer_groups=_t5_groups(6),
-        weights=(_hub_entry("t5-small", "google-t5/t5-small", "t5-small", "Apache-2.0", "C4 (English)"),),
-        input=TEXT,
-        tasks=(TASK,),
-        description="T5-small (60M parameters)",
-    ),
-    BackboneSpec(
-        name="mt5-small",
-        factory=_from_config("mt5-small"),
-        feature_dim=512,
-        layer_groups=_t5_groups(8),
-        weights=(_hub_entry("mt5-small", "google/mt5-small", "mt5-small", "Apache-2.0", "mC4, 101 languages"),),
-        input=TEXT,
-        tasks=(TASK,),
-        description="mT5-small (300M parameters, 250k sentencepiece vocabulary)",
-    ),
-    BackboneSpec(
-        name="byt5-small",
-        factory=_from_config("byt5-small"),
-        feature_dim=1472,
-        layer_groups=_t5_groups(4),
-        weights=(_hub_entry("byt5-small", "google/byt5-small", "byt5-small", "Apache-2.0", "mC4, bytes"),),
-        input=TEXT,
-        tasks=(TASK,),
-        description="ByT5-small (300M parameters; bytes, no vocabulary to extend)",
-    ),
+    _family("marian-small", 256, _bart_like_groups(3),
+            "MarianMT from config (d_model 256, 3+3 layers) with a sentencepiece vocabulary trained on the run's "
+            "data; random init"),
+    _family("opus-mt", 512, _bart_like_groups(6),
+            "MarianMT opus-mt (Helsinki-NLP, 6+6 layers, 512 wide); hf:Helsinki-NLP/opus-mt-SRC-TGT for others",
+            ("mul-en", "Helsinki-NLP/opus-mt-mul-en", "CC-BY-4.0 (OPUS-MT)", "OPUS, many languages into English"),
+            ("en-ny", "Helsinki-NLP/opus-mt-en-ny", "CC-BY-4.0 (OPUS-MT)", "OPUS English-Chichewa")),
+    _family("mbart-50", 1024, _bart_like_groups(12),
+            "mBART-50 many-to-many (the hub checkpoint: 610M parameters); language codes like en_XX",
+            ("many-to-many", "facebook/mbart-large-50-many-to-many-mmt", "MIT", "CC25 + ML50, 50 languages")),
+    _family("nllb-200", 1024, _bart_like_groups(12),
+            "NLLB-200 distilled (the hub checkpoint: 600M parameters); language codes like nya_Latn",
+            ("distilled-600m", "facebook/nllb-200-distilled-600M", "CC-BY-NC-4.0",
+             "NLLB-200: 202 languages, Chichewa (nya_Latn) included")),
+    _family("m2m100", 1024, _bart_like_groups(12), "M2M100 (the hub checkpoint: 418M parameters); two-letter codes",
+            ("418m", "facebook/m2m100_418M", "MIT", "CCMatrix/CCAligned, 100 languages")),
+    _family("t5-small", 512, _t5_groups(6), "T5-small (60M parameters)",
+            ("t5-small", "google-t5/t5-small", "Apache-2.0", "C4 (English)")),
+    _family("mt5-small", 512, _t5_groups(8), "mT5-small (300M parameters, 250k sentencepiece vocabulary)",
+            ("mt5-small", "google/mt5-small", "Apache-2.0", "mC4, 101 languages")),
+    _family("byt5-small", 1472, _t5_groups(4), "ByT5-small (300M parameters; bytes, no vocabulary to extend)",
+            ("byt5-small", "google/byt5-small", "Apache-2.0", "mC4, bytes")),
 )
-
 
 def check_language(family: str, code: str | None, side: str) -> None:
     """A multilingual model must know the language code: a user error otherwise, with the codes that are close."""
