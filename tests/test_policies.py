@@ -158,3 +158,15 @@ def test_inspect_shows_groups_counts_bn_and_lr(tiny_plugin, image_folder, write_
     assert rows[0]["parameters"] == 3 * 8 * 9 + 2 * 8  # conv + BN affine of the stem
     code, stdout, _ = cli("inspect", recipe)
     assert "trainable" in stdout and "frozen" in stdout
+
+
+def test_tl_policies_lists_a_required_option_as_required(cli):
+    """freeze-groups has no default for `frozen`: the listing says it is required, not pydantic's sentinel."""
+    import json
+
+    code, stdout, _ = cli("policies", "--json")
+    rows = {r["name"]: r for r in json.loads(stdout)}
+    assert code == 0 and rows["freeze-groups"]["required"] == ["frozen"]
+    assert "frozen" not in rows["freeze-groups"]["options"] and rows["fine-tune"]["required"] == []
+    code, stdout, _ = cli("policies")
+    assert "frozen (required)" in stdout and "Undefined" not in stdout

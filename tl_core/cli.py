@@ -113,12 +113,15 @@ def policies(as_json: JsonOpt = False) -> None:
     reg = registry("policy")
     rows = [
         {"name": n, "plugin": reg.owner(n), "description": p.description, "batchnorm": p.batchnorm,
-         "options": {k: f.default for k, f in p.Options.model_fields.items()} if p.Options else {}}
+         "options": {k: f.default for k, f in fields.items() if not f.is_required()},
+         "required": [k for k, f in fields.items() if f.is_required()]}
         for n, p in reg.items()
+        for fields in [p.Options.model_fields if p.Options else {}]
     ]
     if not as_json:
         for r in rows:
-            r["options"] = [f"{k}={v}" for k, v in r["options"].items()]
+            required = [f"{k} (required)" for k in r.pop("required")]
+            r["options"] = required + [f"{k}={v}" for k, v in r["options"].items()]
     _emit(rows, as_json, "freeze policies", ["name", "description", "batchnorm", "options"])
 
 
