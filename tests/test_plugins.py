@@ -128,6 +128,21 @@ def test_allow_list_empty_means_no_entry_point_plugins(fake_dist, monkeypatch):
     assert "linear" in plugins.registry("head")  # built-ins always load
 
 
+def test_a_plugin_kept_from_loading_can_be_registered_in_process_under_its_name(fake_dist, monkeypatch):
+    """What docs/writing_plugins.md step 7 does: an installed plugin's tests switch its entry point off and
+    register its module themselves."""
+    import importlib
+
+    fake_dist({"good": GOOD}, allow="")
+    assert by_name()["good"].status == "disabled"
+    plugins.register_plugin(importlib.import_module("fake_good"), "good")
+    assert by_name()["good"].status == "loaded" and "fake-head" in plugins.registry("head")
+    with pytest.raises(ValueError, match="already registered"):  # a loaded one is not replaced
+        plugins.register_plugin(importlib.import_module("fake_good"), "good")
+    plugins.unregister_plugin("good")
+    assert "fake-head" not in plugins.registry("head")
+
+
 def test_allow_list_and_block_list(fake_dist, monkeypatch):
     monkeypatch.setenv("TL_DISABLE_PLUGINS", "other")
     fake_dist({"good": GOOD, "other": GOOD.replace("fake-head", "other-head")}, allow="good,other")

@@ -171,9 +171,12 @@ def _trace() -> None:
 
 
 def register_plugin(module: object, name: str) -> None:
-    """Register an in-process plugin (tests, notebooks) and forget filled registries so they refill."""
+    """Register an in-process plugin (tests, notebooks) and forget filled registries so they refill.
+
+    A name that TL_PLUGINS or TL_DISABLE_PLUGINS kept from loading is free: a plugin's own tests switch its
+    installed entry point off and register the module in-process under its usual name."""
     load_plugins()
-    if name in _plugins:
+    if name in _plugins and _plugins[name].status not in ("disabled", "missing"):
         raise ValueError(f"a plugin called {name!r} is already registered")
     _register(name, module, PluginInfo(name, getattr(module, "__name__", repr(module))))
     _registries.clear()
