@@ -103,7 +103,8 @@ def throughput(n: int, epochs: int, batch: int, repeats: int) -> None:
     print(f"  tl run              {tokens / t:9.0f} tokens/s   ({t:6.2f} s/epoch)   tl/HF {h / t:5.3f}x (goal >= 1.0)")
 
 
-def transfer(limit: int, epochs: int, batch: int, test_limit: int, vocab: bool = False) -> None:
+def transfer(limit: int | None, epochs: int, batch: int, test_limit: int, vocab: bool = False,
+             max_words: int | None = None, lr: float | None = None) -> None:
     from tl_core.recipe import load_recipe
     from tl_core.run import execute
 
@@ -111,12 +112,16 @@ def transfer(limit: int, epochs: int, batch: int, test_limit: int, vocab: bool =
     out = WORK / ("minilm-vocab" if vocab else "minilm-transfer")
     shutil.rmtree(out, ignore_errors=True)
     recipe = load_recipe(name, [
-        f"data.options.limit={limit}", f"data.options.test_limit={test_limit}", f"train.epochs={epochs}",
+        f"data.options.limit={limit or 'null'}", f"data.options.test_limit={test_limit}", f"train.epochs={epochs}",
         f"train.batch_size={batch}", "head.num_beams=1", "head.max_new_tokens=48",
-        *(["compare.scratch=false"] if vocab else [])])
+        *([f"data.options.max_words={max_words}", "data.options.long=drop"] if max_words else []),
+        *([f"train.lr={lr}"] if lr else []), *(["compare.scratch=false"] if vocab else [])])
     report = execute(recipe, out, quiet=True)
-    print(f"data: bible:ny-en, {limit} training pairs spread over the books, {test_limit} test verses (held-out "
-          f"books), {name}, {epochs} epochs, batch {batch}, greedy decoding")
+    pairs = report["data"]["pairs"]
+    short = f" of at most {max_words} words a side" if max_words else ""
+    print(f"data: bible:ny-en, {pairs['train']} training pairs{short} spread over the books, {pairs['test']} test "
+          f"verses (held-out books); {name}, {epochs} epochs, batch {batch}, lr {recipe.train.lr}, "
+          f"{-(-pairs['train'] // batch) * epochs} steps; greedy decoding")
     rows = [("MiniLM warm start" + (" + vocabulary" if vocab else ""), report["metrics"]["test"])]
     if "scratch" in report:
         rows.append(("from scratch", report["scratch"]["metrics"]["test"]))
@@ -134,14 +139,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--transfer", action="store_true")
     parser.add_argument("--vocab", action="store_true", help="--transfer with the vocabulary extended, no scratch")
-    parser.add_argument("--n", type=int, default=1000, help="training pairs")
+    parser.add_argument("--n", type=int, default=1000, help="training pairs (--transfer: 0 = all)")
+    parser.add_argument("--max-words", type=int, default=None, help="--transfer: only pairs this short (both sides)")
+    parser.add_argument("--lr", type=float, default=None, help="--transfer: the recipe's learning rate otherwise")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--test-n", type=int, default=100)
     args = parser.parse_args()
     if args.transfer:
-        transfer(args.n, args.epochs, args.batch, args.test_n, args.vocab)
+        transfer(args.n or None, args.epochs, args.batch, args.test_n, args.vocab, args.max_words, args.lr)
     else:
         throughput(args.n, args.epochs, args.batch, args.repeats)
 

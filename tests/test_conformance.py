@@ -70,3 +70,39 @@ def test_the_core_builtins_pass_the_suite(pytester, monkeypatch, plugin):
     monkeypatch.setenv("TL_PLUGINS", "")
     result = pytester.runpytest_subprocess(f"--tl-conformance={plugin}", "-p", "no:cacheprovider", "-q")
     assert result.ret == 0, result.stdout.str()[-2000:]
+
+
+def test_tl_tiny_data_gives_a_recipe_tiny_data_for_its_task(tl_tiny_data, tl_tiny_backbone, tl_plugin, tmp_path,
+                                                            monkeypatch):
+    """The fixture an author's tests use: image classification gets a tiny image folder; a recipe of a plugin with
+    ``tl_conformance_smoke`` gets that plugin's data; both end in one short CPU epoch."""
+    import sys
+    import types
+
+    from tl_core import hookimpl
+    from tl_core.components import RecipeSource
+    from tl_core.recipe import load_recipe
+    from tl_core.run import execute
+    from tl_core.testing import SHORT_RUN
+
+    overrides = tl_tiny_data("vision/linear-probe")
+    assert overrides[-len(SHORT_RUN):] == SHORT_RUN
+    report = execute(load_recipe("vision/linear-probe", overrides), tmp_path / "run", quiet=True)
+    assert len(report["epochs"]) == 1 and "accuracy" in report["metrics"]["val"], report["metrics"]
+
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("task: image-classification\nbackbone: {name: tiny, weights: none}\ndata: {path: nowhere}\n")
+    module = types.ModuleType("tl_fake_tiny_data")
+    asked = []
+
+    def smoke(name, folder):
+        asked.append(name)
+        return [f"data.path={folder}", "data.image_size=16"]
+
+    module.tl_conformance_smoke = smoke
+    module.tl_register_recipes = hookimpl(lambda register: register(RecipeSource("fake/mine", recipe, "mine")))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    tl_plugin(module, "fake-tiny-data")
+    overrides = tl_tiny_data("fake/mine")
+    assert asked == ["fake/mine"] and overrides[0].startswith("data.path=") and overrides[1] == "data.image_size=16"
+    assert overrides[2:] == SHORT_RUN

@@ -5,13 +5,12 @@ Each test is parametrized with ``(plugin, name)`` of one registered entry, so a 
 
 from __future__ import annotations
 
-import sys
 import warnings
 from typing import Any
 
 import pytest
 
-from tl_core.testing import conformance_targets, owned
+from tl_core.testing import conformance_targets, owned, tiny_data
 
 pytestmark = pytest.mark.tl_conformance
 
@@ -183,28 +182,6 @@ def test_recipe_validates(entry: Any) -> None:
     assert recipe.task
 
 
-def _smoke_overrides(plugin: str, name: str, recipe: Any, tmp_path: Any) -> list[str] | None:
-    """``--set`` overrides that make ``recipe`` train for one tiny epoch: the plugin's own
-    ``tl_conformance_smoke(recipe_name, folder)`` when its module has one, else (image classification) a tiny image
-    folder; ``None`` when there is no tiny data for its task."""
-    from tl_core.plugins import plugins
-    from tl_core.testing import write_image_folder
-
-    infos = {p.name: p for p in plugins()}
-    module_name = infos[plugin].module if plugin in infos else plugin
-    module = sys.modules.get(module_name)
-    smoke = getattr(module, "tl_conformance_smoke", None)
-    if callable(smoke):
-        answer = smoke(name, tmp_path)
-        if answer is not None:
-            return list(answer)
-    if recipe.task == "image-classification":
-        images = write_image_folder(tmp_path / "images", per_class=4)
-        return [f"data.path={images}", "data.format=image-folder", "data.test_path=null", "data.image_size=32",
-                "data.augment=false", "data.options={}", "backbone.weights=none"]
-    return None
-
-
 def test_recipe_runs_a_tiny_training(entry: Any, tmp_path: Any) -> None:
     from tl_core.errors import TLError
     from tl_core.recipe import load_recipe
@@ -215,11 +192,10 @@ def test_recipe_runs_a_tiny_training(entry: Any, tmp_path: Any) -> None:
         recipe = load_recipe(name)
     except TLError:
         pytest.skip(f"recipe {name!r} does not validate (test_recipe_validates says why)")
-    overrides = _smoke_overrides(plugin, name, recipe, tmp_path)
+    overrides = tiny_data(name, tmp_path)
     if overrides is None:
         pytest.skip(f"no tiny data for task {recipe.task!r}: give the plugin module a "
                     "tl_conformance_smoke(recipe_name, folder) that returns --set overrides")
-    tiny = load_recipe(name, [*overrides, "train.epochs=1", "train.batch_size=4", "train.device=cpu",
-                              "compare.scratch=false", "train.patience=null"])
+    tiny = load_recipe(name, overrides)
     report = execute(tiny, tmp_path / "run", quiet=True)
     assert report["epochs"] and report["metrics"], f"{plugin}: recipe {name!r} trained but reported no metrics"

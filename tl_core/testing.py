@@ -12,7 +12,12 @@ in any test session. Fixtures (all prefixed ``tl_``):
   ``(exit code, stdout, stderr)``;
 - ``tl_tiny_backbone``: a registered 3-stage convolutional backbone (``tiny``, 16 features, random init) for
   tests of heads, policies or data formats;
-- ``tl_image_folder``: ``tl_image_folder(classes=("cat", "dog"), per_class=6)`` writes a tiny image folder.
+- ``tl_image_folder``: ``tl_image_folder(classes=("cat", "dog"), per_class=6)`` writes a tiny image folder;
+- ``tl_tiny_data``: ``tl_tiny_data("translation/minilm-ny-en")`` writes tiny data for that recipe's task and returns
+  the ``--set`` overrides that make the recipe train on it for one short epoch (``None`` when no plugin has tiny
+  data for the task): an image folder for image classification, else what the recipe's plugin gives through
+  ``tl_conformance_smoke`` (every bundled plugin does: detection scenes, medical images and volumes, sentence
+  pairs).
 
 The conformance suite: ``pytest --tl-conformance=NAME`` (an entry-point name such as ``medical``, or a plugin
 module such as ``tl_medical.plugin``; several, comma-separated) checks everything that plugin registers:
@@ -141,23 +146,20 @@ def tiny_spec() -> Any:
     )
 
 
-class _TinyPlugin:
-    def __init__(self) -> None:
-        self.spec = tiny_spec()
-
-    def tl_register_backbones(self, register: Any) -> None:
-        register(self.spec)
-
-
 @pytest.fixture
 def tl_tiny_backbone(tl_plugin: Callable[..., Any]) -> Any:
     """The ``tiny`` backbone, registered for this test; yields its spec."""
     from tl_core import hookimpl
 
-    plugin = _TinyPlugin()
-    plugin.tl_register_backbones = hookimpl(plugin.tl_register_backbones)  # type: ignore[method-assign]
-    tl_plugin(plugin, "tl-testing-tiny")
-    return plugin.spec
+    spec = tiny_spec()
+
+    class TinyPlugin:
+        @hookimpl
+        def tl_register_backbones(self, register: Any) -> None:
+            register(spec)
+
+    tl_plugin(TinyPlugin(), "tl-testing-tiny")
+    return spec
 
 
 def write_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 6,
@@ -184,6 +186,47 @@ def tl_image_folder(tmp_path: Path) -> Callable[..., Path]:
 
     def make(classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 6, name: str = "images") -> Path:
         return write_image_folder(tmp_path / name, tuple(classes), per_class)
+
+    return make
+
+
+SHORT_RUN = ["train.epochs=1", "train.batch_size=4", "train.device=cpu", "compare.scratch=false",
+             "train.patience=null"]
+
+
+def tiny_data(recipe_name: str, folder: Path) -> list[str] | None:
+    """Tiny data for ``recipe_name``'s task, written into ``folder``: the ``--set`` overrides that point the recipe
+    at it, followed by :data:`SHORT_RUN` (one epoch of batch 4 on the CPU); ``None`` when there is none.
+
+    The recipe's own plugin answers first, through a module-level ``tl_conformance_smoke(recipe_name, folder)``
+    that returns overrides (or ``None``); an image-classification recipe otherwise gets a two-class image folder
+    and trains from random init (no weights download)."""
+    from tl_core.plugins import plugins, registry
+    from tl_core.recipe import load_recipe
+
+    recipe = load_recipe(recipe_name)
+    owner = registry("recipe").owner(recipe_name) if recipe_name in registry("recipe") else None
+    module = sys.modules.get(next((p.module for p in plugins() if p.name == owner), ""))
+    smoke = getattr(module, "tl_conformance_smoke", None)
+    answer = smoke(recipe_name, Path(folder)) if callable(smoke) else None
+    if answer is not None:
+        return [*answer, *SHORT_RUN]
+    if recipe.task == "image-classification":
+        images = write_image_folder(Path(folder) / "images", per_class=4)
+        return [f"data.path={images}", "data.format=image-folder", "data.test_path=null", "data.image_size=32",
+                "data.augment=false", "data.options={}", "backbone.weights=none", *SHORT_RUN]
+    return None
+
+
+@pytest.fixture
+def tl_tiny_data(tmp_path: Path) -> Callable[[str], list[str] | None]:
+    """``tl_tiny_data(recipe_name)``: :func:`tiny_data` in a fresh folder under ``tmp_path``."""
+    made = iter(range(1_000_000))
+
+    def make(recipe_name: str) -> list[str] | None:
+        folder = tmp_path / f"tiny-data-{next(made)}"
+        folder.mkdir()
+        return tiny_data(recipe_name, folder)
 
     return make
 
