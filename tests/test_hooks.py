@@ -318,3 +318,75 @@ def _write(data: dict, folder: Path) -> Path:
     path = folder / "recipe.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+# ---------------------------------------------------------------- the answers' contract
+
+
+class WrongModel:
+    @hookimpl
+    def tl_build_model(self, recipe, data):
+        return {"model": "x"}
+
+
+class WrongTraining:
+    @hookimpl
+    def tl_train(self, recipe, model, data, ctx):
+        return "done"
+
+
+class WrongMetrics:
+    @hookimpl
+    def tl_evaluate(self, task, outputs, targets, class_names):
+        return {"accuracy": "high"}
+
+
+@pytest.mark.parametrize("wrong, hook, expected", [
+    (WrongModel, "tl_build_model", "must return a tl_core.components.ModelBundle"),
+    (WrongTraining, "tl_train", "must return a tl_core.train.TrainResult"),
+    (WrongMetrics, "tl_evaluate", "must map metric names to numbers; 'accuracy' is str"),
+])
+def test_an_answer_of_the_wrong_shape_names_the_plugin_in_one_line(wrong, hook, expected, tiny_plugin, plugin,
+                                                                   image_folder, write_recipe, cli, tmp_path):
+    """A plugin that answers an answering hook with the wrong shape stops the run with one line that names the
+    plugin, the hook and what it expects - not an AttributeError three modules later - and writes no report."""
+    plugin(wrong(), "wrong-shape")
+    code, _, err = cli("run", write_recipe(tiny_recipe(image_folder)), "--out", tmp_path / "run", "--quiet")
+    assert code == 2, err
+    line = err.strip().splitlines()[-1]
+    assert f"plugin 'wrong-shape' broke the {hook} contract" in line and expected in line
+    assert "TL_DISABLE_PLUGINS=wrong-shape" in line and "Traceback" not in err
+    assert not (tmp_path / "run" / "report.json").exists()
+
+
+def test_a_wrong_tl_evaluate_run_answer_is_refused_before_anything_is_written(tiny_plugin, plugin, cli, tmp_path):
+    from tl_core.plugins import first_answer
+
+    class NotJson:
+        @hookimpl
+        def tl_evaluate_run(self, run_dir, report, data):
+            return {"items": 3, "metrics": {"bleu": 1.0}, "model": object()}
+
+    plugin(NotJson(), "not-json")
+    with pytest.raises(TLError, match="plugin 'not-json' broke the tl_evaluate_run contract: .* JSON-serialisable"):
+        first_answer("tl_evaluate_run", run_dir=tmp_path, report={}, data="x")
+
+
+def test_answers_are_traced_with_the_plugin_that_gave_them(tiny_plugin, plugin, monkeypatch, capsys):
+    import torch
+
+    from tl_core.plugins import answers
+
+    class Extra:
+        @hookimpl
+        def tl_evaluate(self, task, outputs, targets, class_names):
+            return {"extra": 1.0}
+
+    plugin(Extra(), "extra-metrics")
+    monkeypatch.setenv("TL_TRACE_PLUGINS", "1")
+    given = dict(answers("tl_evaluate", task="image-classification", outputs=torch.eye(2), targets=torch.arange(2),
+                         class_names=["a", "b"]))
+    assert given["extra-metrics"] == {"extra": 1.0} and given["tl.classification"]["accuracy"] == 1.0
+    err = capsys.readouterr().err
+    assert "tl trace: tl_evaluate answered by 'extra-metrics': {'extra': 1.0}" in err
+    assert "tl trace: tl_evaluate answered by 'tl.classification'" in err

@@ -34,6 +34,11 @@ class RunError(TLError):
     """A run directory that cannot be used: no checkpoint to resume, no report to read."""
 
 
+class PluginError(TLError):
+    """A plugin that broke the hook contract (an answer of the wrong shape): the message names the plugin and how to
+    switch it off."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choices, or ``""`` when nothing is close."""
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)

@@ -28,10 +28,9 @@ def evaluate_run(run_dir: Path, data_path: str, batch_size: int | None = None) -
     report = read_report(run_dir)
     recipe: Recipe = validate(report["recipe"], f"{run_dir}/report.json")
     if recipe.task != "image-classification":
-        from tl_core.plugins import load_plugins, pm
+        from tl_core.plugins import first_answer
 
-        load_plugins()
-        answer = pm.hook.tl_evaluate_run(run_dir=run_dir, report=report, data=data_path)
+        answer = first_answer("tl_evaluate_run", run_dir=run_dir, report=report, data=data_path)
         if answer is None:
             raise TLError(f"{run_dir} is a {recipe.task!r} run and no installed plugin scores such runs; install "
                           "the plugin of that task")

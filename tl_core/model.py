@@ -74,15 +74,14 @@ def resolve_weights(spec: BackboneSpec, weights: str | None) -> WeightsEntry | N
 
 def build_backbone(spec: BackboneSpec, weights: str | None, target: InputSpec | None = None) -> BuiltBackbone:
     """Build ``spec``'s module, load the named weights into it and adapt it to ``target`` inputs if needed."""
-    from tl_core.plugins import load_plugins, pm
+    from tl_core.plugins import first_answer
 
     module = spec.factory()
     entry = resolve_weights(spec, weights)
     report = load_into(module, entry) if entry is not None else None
     if target is not None and (target.channels, target.spatial_dims) != (spec.input.channels,
                                                                           spec.input.spatial_dims):
-        load_plugins()
-        answer = pm.hook.tl_adapt_backbone(backbone=module, spec=spec, target=target)
+        answer = first_answer("tl_adapt_backbone", backbone=module, spec=spec, target=target)
         if answer is None:
             raise TLError(
                 f"backbone {spec.name!r} takes {spec.input.channels}-channel {spec.input.spatial_dims}D input and no "

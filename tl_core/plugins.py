@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -113,7 +113,7 @@ def load_plugins() -> None:
     if _loaded:
         return
     _loaded = True
-    if os.environ.get("TL_TRACE_PLUGINS", "").strip() not in ("", "0"):
+    if _tracing():
         _trace()
     for modname in BUILTIN_PLUGINS:
         short = modname.rsplit(".", 1)[-1]
@@ -144,7 +144,7 @@ _undo_trace: Callable[[], None] | None = None
 
 
 def _short(value: Any, limit: int = 100) -> str:
-    text = repr(value)
+    text = " ".join(repr(value).split())  # one line, however the object prints itself
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -212,13 +212,62 @@ def _switch_off(plugin: object, name: str, reason: str) -> None:
     print(f"tl: plugin {name!r} switched off: {reason}", file=sys.stderr)
 
 
+def _tracing() -> bool:
+    return os.environ.get("TL_TRACE_PLUGINS", "").strip() not in ("", "0")
+
+
+def _trace_call(hookname: str, kwargs: dict[str, Any], implementations: int) -> None:
+    if _tracing():
+        args = ", ".join(f"{k}={_short(v, 60)}" for k, v in kwargs.items())
+        print(f"tl trace: {hookname}({args}) -> {implementations} implementations", file=sys.stderr)
+
+
+def answers(hookname: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+    """``(plugin name, answer)`` for each plugin that answers ``hookname`` (``None`` answers left out), in pluggy's
+    calling order (the last registered first, ``tryfirst``/``trylast`` honoured), each answer checked against the
+    hook's contract (:mod:`tl_core.contract`): a wrong shape raises :class:`PluginError` naming the plugin.
+
+    The core calls its answering hooks through this and :func:`first_answer` rather than ``pm.hook``, so that an
+    answer can be traced to the plugin that gave it (``TL_TRACE_PLUGINS=1`` prints each)."""
+    from tl_core.contract import CHECKS
+    from tl_core.errors import PluginError
+
+    load_plugins()
+    impls = [i for i in reversed(getattr(pm.hook, hookname).get_hookimpls()) if not (i.hookwrapper or i.wrapper)]
+    _trace_call(hookname, kwargs, len(impls))
+    check = CHECKS.get(hookname)
+    for impl in impls:
+        answer = impl.function(**{k: kwargs[k] for k in impl.argnames})
+        if answer is None:
+            continue
+        name = impl.plugin_name
+        if _tracing():
+            print(f"tl trace: {hookname} answered by {name!r}: {_short(answer)}", file=sys.stderr)
+        problem = check(answer) if check is not None else None
+        if problem:
+            raise PluginError(
+                f"plugin {name!r} broke the {hookname} contract: it answered {_short(answer, 60)}, but {hookname} "
+                f"{problem} (docs/plugin_hooks.md); update the plugin, or switch it off with TL_DISABLE_PLUGINS={name}"
+            )
+        yield name, answer
+
+
+def first_answer(hookname: str, **kwargs: Any) -> Any:
+    """The first plugin's answer to a ``firstresult`` hook, checked as :func:`answers` does; ``None`` if none."""
+    for _, answer in answers(hookname, **kwargs):
+        return answer
+    return None
+
+
 def call_each(hookname: str, **kwargs: Any) -> None:
     """Call an event hook on every plugin; a plugin that raises is switched off and named, the others go on.
 
     ``KeyboardInterrupt`` and other ``BaseException``s still stop the run.
     """
     load_plugins()
-    for impl in reversed(getattr(pm.hook, hookname).get_hookimpls()):
+    impls = list(reversed(getattr(pm.hook, hookname).get_hookimpls()))
+    _trace_call(hookname, kwargs, len(impls))
+    for impl in impls:
         try:
             impl.function(**{k: kwargs[k] for k in impl.argnames})
         except Exception as exc:

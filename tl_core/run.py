@@ -111,7 +111,7 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     from accelerate import PartialState
 
     from tl_core.errors import TLError
-    from tl_core.plugins import call_each, load_plugins, pm, registry
+    from tl_core.plugins import call_each, first_answer, load_plugins, registry
     from tl_core.report import build_report, write_run
     from tl_core.train import resolve_device, resolve_precision
 
@@ -128,7 +128,7 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     data = fmt.read(recipe.data, recipe.train.seed)
     t_data = time.perf_counter()
     seed_everything(recipe.train.seed)  # the new head's initial weights come from the seed too
-    model = pm.hook.tl_build_model(recipe=recipe, data=data)
+    model = first_answer("tl_build_model", recipe=recipe, data=data)
     if model is None:
         raise TLError(f"no installed plugin builds models for task {recipe.task!r}; install the plugin for it")
     t_model = time.perf_counter()
@@ -141,7 +141,7 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
         ctx.log(f"[yellow]skipped[/] {line}")
     if ctx.main_process:
         call_each("tl_on_run_start", ctx=ctx)
-    result = pm.hook.tl_train(recipe=recipe, model=model, data=data, ctx=ctx)
+    result = first_answer("tl_train", recipe=recipe, model=model, data=data, ctx=ctx)
     if result is None:
         raise TLError(f"no installed plugin trains task {recipe.task!r}")
     scratch = None
@@ -195,17 +195,17 @@ def scratch_recipe(recipe: Recipe) -> Recipe:
 
 
 def train_scratch(recipe: Recipe, data: Any, out: Path, resume: bool, quiet: bool, console: Console) -> Any:
-    from tl_core.plugins import pm
+    from tl_core.plugins import first_answer
 
     srecipe = scratch_recipe(recipe)
     seed_everything(srecipe.train.seed)
-    model = pm.hook.tl_build_model(recipe=srecipe, data=data)
+    model = first_answer("tl_build_model", recipe=srecipe, data=data)
     from accelerate import PartialState
 
     main = PartialState().is_main_process
     ctx = RunContext(recipe=srecipe, out=out, resume=resume and (out / "checkpoints").is_dir(),
                      console=console, quiet=quiet or not main, name="scratch", main_process=main)
     ctx.log("[bold]from-scratch comparison[/]: same architecture and budget, random init, every layer trains")
-    result = pm.hook.tl_train(recipe=srecipe, model=model, data=data, ctx=ctx)
+    result = first_answer("tl_train", recipe=srecipe, model=model, data=data, ctx=ctx)
     result.info["recipe_changes"] = {"backbone.weights": "none", "policy": srecipe.policy.model_dump()}
     return result

@@ -114,12 +114,12 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
 
 def evaluate_outputs(task: str, outputs: torch.Tensor, targets: torch.Tensor, classes: list[str]) -> dict[str, float]:
     """Merge every plugin's ``tl_evaluate`` answer (the first plugin to name a metric keeps it)."""
-    from tl_core.plugins import load_plugins, pm
+    from tl_core.plugins import answers
 
-    load_plugins()
     merged: dict[str, float] = {}
-    for answer in reversed(pm.hook.tl_evaluate(task=task, outputs=outputs, targets=targets, class_names=classes)):
-        for key, value in (answer or {}).items():
+    given = answers("tl_evaluate", task=task, outputs=outputs, targets=targets, class_names=classes)
+    for _, answer in reversed(list(given)):  # in registration order: the core's metrics first
+        for key, value in answer.items():
             merged.setdefault(key, float(value))
     return merged
 

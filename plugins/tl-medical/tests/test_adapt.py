@@ -19,10 +19,12 @@ def test_rgb_imagenet_stem_summed_to_one_channel_gives_the_same_features():
     """The channel rule: a gray image through the adapted stem = the replicated image through the original."""
     original = build_backbone(spec("mobilenet_v2"), "imagenet").module.eval()
     adapted = build_backbone(spec("mobilenet_v2"), "imagenet", InputSpec(channels=1)).module.eval()
-    gray = torch.rand(2, 1, 64, 64)
+    gray = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         features = adapted(gray)
-        assert torch.allclose(features, original(gray.repeat(1, 3, 1, 1)), atol=1e-5) and features.abs().sum() > 0
+        # equal up to float32 summation order (a summed kernel adds in another order than three channels do)
+        assert torch.allclose(features, original(gray.repeat(1, 3, 1, 1)), rtol=1e-4, atol=1e-4)
+        assert features.abs().sum() > 0
 
 
 @pytest.mark.parametrize(("channels", "how"), [(6, "repeated and scaled by 3/6"),
@@ -30,10 +32,10 @@ def test_rgb_imagenet_stem_summed_to_one_channel_gives_the_same_features():
 def test_more_channels(channels, how):
     original = build_backbone(spec("mobilenet_v2"), "imagenet").module.eval()
     built = build_backbone(spec("mobilenet_v2"), "imagenet", InputSpec(channels=channels))
-    x = torch.rand(1, 1, 64, 64)
+    x = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         same = built.module.eval()(x.repeat(1, channels, 1, 1))
-        assert torch.allclose(same, original(x.repeat(1, 3, 1, 1)), atol=1e-5) and same.abs().sum() > 0
+        assert torch.allclose(same, original(x.repeat(1, 3, 1, 1)), rtol=1e-4, atol=1e-4) and same.abs().sum() > 0
     stem = f"features.0.0.weight: (32, 3, 3, 3) -> (32, {channels}, 3, 3)"
     assert built.report.reshaped == [f"{stem}, 3 input channels {how}"]
 
