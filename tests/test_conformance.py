@@ -41,6 +41,13 @@ class Broken:
         path = __import__("pathlib").Path(__file__).with_name("bad.yaml")
         path.write_text("task: image-classification\\nbackbone: {name: no-such-net}\\ndata: {path: x}\\n")
         register(RecipeSource("broken/bad", path, "names a backbone that does not exist"))
+        path = path.with_name("answers.yaml")
+        path.write_text("task: image-classification\\nbackbone: {name: mobilenet_v2}\\ndata: {path: x}\\n")
+        register(RecipeSource("broken/answers", path, "valid, but the plugin's tl_evaluate answers wrongly"))
+
+    @hookimpl
+    def tl_evaluate(self, task, outputs, targets, class_names):
+        return {"accuracy": "high"}
 
 
 register_plugin(Broken(), "broken")
@@ -52,10 +59,11 @@ def test_a_broken_plugin_fails_the_suite_naming_each_broken_entry(pytester, monk
     pytester.makeconftest(textwrap.dedent(BROKEN))
     result = pytester.runpytest_subprocess("--tl-conformance=broken", "-p", "no:cacheprovider", "-q")
     out = result.stdout.str()
-    result.assert_outcomes(failed=3, passed=2, skipped=result.parseoutcomes().get("skipped", 0))
+    result.assert_outcomes(failed=4, passed=3, skipped=result.parseoutcomes().get("skipped", 0))
     assert "broken: backbone 'holey': backbone parameter 'features.2.0.weight' belongs to no layer group" in out
     assert "broken: policy 'liar' says the backbone is frozen throughout but its plan trains a group" in out
     assert "broken: recipe 'broken/bad' does not validate" in out and "no-such-net" in out
+    assert "plugin 'broken' broke the tl_evaluate contract" in out and "'accuracy' is str" in out
 
 
 def test_an_unknown_plugin_name_is_a_usage_error(pytester, monkeypatch):

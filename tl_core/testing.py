@@ -33,7 +33,8 @@ module such as ``tl_medical.plugin``; several, comma-separated) checks everythin
 - every recipe validates, and names only backbones, heads, policies and data formats that exist; and it trains for
   one tiny epoch - on a tiny image folder for image classification, or on the overrides the plugin's module gives
   through ``tl_conformance_smoke(recipe_name, folder) -> list[str] | None`` (``--set`` assignments pointing at
-  tiny data it writes into ``folder``); a recipe of a task without tiny data is skipped, with that reason.
+  tiny data it writes into ``folder``); a recipe of a task without tiny data is skipped, with that reason; every
+  hook answer in that run must have its hook's declared shape (:mod:`tl_core.contract`).
 
 A failure names the plugin and the entry that broke the rule.
 """
