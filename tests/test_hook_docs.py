@@ -48,3 +48,24 @@ def test_every_hook_has_a_test():
     missing = [n for n in hook_names() if not any(t == f"test_hook_{n}" or t.startswith(f"test_hook_{n}_")
                                                  for t in tests)]
     assert not missing, f"hooks without a test_hook_<name> test: {missing}"
+
+
+def test_every_hook_section_says_when_what_kind_and_shows_an_example():
+    """Each hook's section: **When:** it is called, **Kind:** (firstresult exactly for the firstresult hooks), and
+    an example implementation after the signature block."""
+    import re
+
+    doc = (ROOT / "docs" / "plugin_hooks.md").read_text(encoding="utf-8")
+    sections = dict(zip(*[iter(re.split(r"\n## (tl_\w+)\n", doc)[1:])] * 2, strict=True))
+    problems = []
+    for name in hook_names():
+        body = sections.get(name, "")
+        firstresult = bool(getattr(getattr(hookspecs, name), "tl_spec", {}).get("firstresult"))
+        kind = re.search(r"\*\*Kind:\*\*([^.]*)", body)
+        if "**When:**" not in body or kind is None:
+            problems.append(f"{name}: no **When:** or **Kind:**")
+        elif ("firstresult" in kind.group(1)) != firstresult:
+            problems.append(f"{name}: **Kind:** must {'' if firstresult else 'not '}say firstresult")
+        if body.count("```python") < 2:
+            problems.append(f"{name}: an example implementation (a second ```python block) is missing")
+    assert not problems, "docs/plugin_hooks.md: " + "; ".join(problems)
