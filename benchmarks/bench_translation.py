@@ -104,7 +104,7 @@ def throughput(n: int, epochs: int, batch: int, repeats: int) -> None:
 
 
 def transfer(limit: int | None, epochs: int, batch: int, test_limit: int, vocab: bool = False,
-             max_words: int | None = None, lr: float | None = None) -> None:
+             max_words: int | None = None, lr: float | None = None, scratch: bool = True) -> None:
     from tl_core.recipe import load_recipe
     from tl_core.run import execute
 
@@ -115,7 +115,7 @@ def transfer(limit: int | None, epochs: int, batch: int, test_limit: int, vocab:
         f"data.options.limit={limit or 'null'}", f"data.options.test_limit={test_limit}", f"train.epochs={epochs}",
         f"train.batch_size={batch}", "head.num_beams=1", "head.max_new_tokens=48",
         *([f"data.options.max_words={max_words}", "data.options.long=drop"] if max_words else []),
-        *([f"train.lr={lr}"] if lr else []), *(["compare.scratch=false"] if vocab else [])])
+        *([f"train.lr={lr}"] if lr else []), *(["compare.scratch=false"] if vocab or not scratch else [])])
     report = execute(recipe, out, quiet=True)
     pairs = report["data"]["pairs"]
     short = f" of at most {max_words} words a side" if max_words else ""
@@ -142,13 +142,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="training pairs (--transfer: 0 = all)")
     parser.add_argument("--max-words", type=int, default=None, help="--transfer: only pairs this short (both sides)")
     parser.add_argument("--lr", type=float, default=None, help="--transfer: the recipe's learning rate otherwise")
+    parser.add_argument("--no-scratch", action="store_true", help="--transfer: the warm start alone")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--test-n", type=int, default=100)
     args = parser.parse_args()
     if args.transfer:
-        transfer(args.n or None, args.epochs, args.batch, args.test_n, args.vocab, args.max_words, args.lr)
+        transfer(args.n or None, args.epochs, args.batch, args.test_n, args.vocab, args.max_words, args.lr,
+                 not args.no_scratch)
     else:
         throughput(args.n, args.epochs, args.batch, args.repeats)
 
