@@ -359,7 +359,7 @@ def test_an_answer_of_the_wrong_shape_names_the_plugin_in_one_line(wrong, hook, 
     assert not (tmp_path / "run" / "report.json").exists()
 
 
-def test_a_wrong_tl_evaluate_run_answer_is_refused_before_anything_is_written(tiny_plugin, plugin, cli, tmp_path):
+def test_a_tl_evaluate_run_answer_that_is_not_json_names_the_plugin(plugin, tmp_path):
     from tl_core.plugins import first_answer
 
     class NotJson:

@@ -111,13 +111,12 @@ def policies(as_json: JsonOpt = False) -> None:
     from tl_core.plugins import registry
 
     reg = registry("policy")
-    rows = [
-        {"name": n, "plugin": reg.owner(n), "description": p.description, "batchnorm": p.batchnorm,
-         "options": {k: f.default for k, f in fields.items() if not f.is_required()},
-         "required": [k for k, f in fields.items() if f.is_required()]}
-        for n, p in reg.items()
-        for fields in [p.Options.model_fields if p.Options else {}]
-    ]
+    rows = []
+    for n, p in reg.items():
+        fields = p.Options.model_fields if p.Options else {}
+        rows.append({"name": n, "plugin": reg.owner(n), "description": p.description, "batchnorm": p.batchnorm,
+                     "options": {k: f.default for k, f in fields.items() if not f.is_required()},
+                     "required": [k for k, f in fields.items() if f.is_required()]})
     if not as_json:
         for r in rows:
             required = [f"{k} (required)" for k in r.pop("required")]

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import torch
     import typer
 
-    from tl_core.components import BackboneSpec, DataFormat, HeadSpec, InputSpec, RecipeSource
+    from tl_core.components import BackboneSpec, DataFormat, HeadSpec, InputSpec, ModelBundle, RecipeSource
     from tl_core.policies import FreezePolicy
     from tl_core.recipe import Recipe
     from tl_core.run import RunContext
@@ -71,7 +71,7 @@ def tl_adapt_backbone(
 
 
 @hookspec(firstresult=True)
-def tl_build_model(recipe: Recipe, data: Any) -> Any | None:
+def tl_build_model(recipe: Recipe, data: Any) -> ModelBundle | None:
     """Assemble the model for ``recipe.task``, its head sized from ``data`` (e.g. ``len(data.classes)``).
 
     ``data`` is what the recipe's data format read. Return ``None`` for tasks you do not handle. The core answers

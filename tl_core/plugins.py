@@ -216,10 +216,22 @@ def _tracing() -> bool:
     return os.environ.get("TL_TRACE_PLUGINS", "").strip() not in ("", "0")
 
 
-def _trace_call(hookname: str, kwargs: dict[str, Any], implementations: int) -> None:
+def _say(line: str) -> None:
     if _tracing():
-        args = ", ".join(f"{k}={_short(v, 60)}" for k, v in kwargs.items())
-        print(f"tl trace: {hookname}({args}) -> {implementations} implementations", file=sys.stderr)
+        print(f"tl trace: {line}", file=sys.stderr)
+
+
+def _implementations(hookname: str, kwargs: dict[str, Any], calling_order: bool = True) -> list[Any]:
+    """The hook's implementations (hook wrappers left out), in pluggy's calling order (the last registered first,
+    ``tryfirst``/``trylast`` honoured) or in registration order; traces the call. The core calls every hook
+    through this, one implementation at a time, so it knows which plugin answered or raised."""
+    load_plugins()
+    impls = [i for i in getattr(pm.hook, hookname).get_hookimpls() if not (i.hookwrapper or i.wrapper)]
+    if calling_order:
+        impls.reverse()
+    args = ", ".join(f"{k}={_short(v, 60)}" for k, v in kwargs.items() if k != "register")
+    _say(f"{hookname}({args}) -> {len(impls)} implementations")
+    return impls
 
 
 def answers(hookname: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
@@ -232,17 +244,17 @@ def answers(hookname: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
     from tl_core.contract import CHECKS
     from tl_core.errors import PluginError
 
-    load_plugins()
-    impls = [i for i in reversed(getattr(pm.hook, hookname).get_hookimpls()) if not (i.hookwrapper or i.wrapper)]
-    _trace_call(hookname, kwargs, len(impls))
     check = CHECKS.get(hookname)
-    for impl in impls:
-        answer = impl.function(**{k: kwargs[k] for k in impl.argnames})
+    for impl in _implementations(hookname, kwargs):
+        name = impl.plugin_name
+        try:
+            answer = impl.function(**{k: kwargs[k] for k in impl.argnames})
+        except Exception as exc:
+            _say(f"{hookname} raised by {name!r}: {type(exc).__name__}: {_short(str(exc))}")
+            raise
         if answer is None:
             continue
-        name = impl.plugin_name
-        if _tracing():
-            print(f"tl trace: {hookname} answered by {name!r}: {_short(answer)}", file=sys.stderr)
+        _say(f"{hookname} answered by {name!r}: {_short(answer)}")
         problem = check(answer) if check is not None else None
         if problem:
             raise PluginError(
@@ -264,10 +276,7 @@ def call_each(hookname: str, **kwargs: Any) -> None:
 
     ``KeyboardInterrupt`` and other ``BaseException``s still stop the run.
     """
-    load_plugins()
-    impls = list(reversed(getattr(pm.hook, hookname).get_hookimpls()))
-    _trace_call(hookname, kwargs, len(impls))
-    for impl in impls:
+    for impl in _implementations(hookname, kwargs):
         try:
             impl.function(**{k: kwargs[k] for k in impl.argnames})
         except Exception as exc:
@@ -287,10 +296,9 @@ def registry(kind: str) -> Registry[Any]:
     """
     if kind in _registries:
         return _registries[kind]
-    load_plugins()
     reg: Registry[Any] = Registry(kind)
     hookname = REGISTRATION_HOOKS[kind]
-    for impl in getattr(pm.hook, hookname).get_hookimpls():  # registration order: built-ins first
+    for impl in _implementations(hookname, {}, calling_order=False):  # built-ins first
         name = _plugin_name(impl.plugin)
         collected: list[Any] = []
         register: Callable[[Any], None] = collected.append

@@ -41,6 +41,7 @@ A failure names the plugin and the entry that broke the rule.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -222,7 +223,7 @@ def tiny_data(recipe_name: str, folder: Path) -> list[str] | None:
 @pytest.fixture
 def tl_tiny_data(tmp_path: Path) -> Callable[[str], list[str] | None]:
     """``tl_tiny_data(recipe_name)``: :func:`tiny_data` in a fresh folder under ``tmp_path``."""
-    made = iter(range(1_000_000))
+    made = itertools.count()
 
     def make(recipe_name: str) -> list[str] | None:
         folder = tmp_path / f"tiny-data-{next(made)}"

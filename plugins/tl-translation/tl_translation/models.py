@@ -258,6 +258,7 @@ def _family(name: str, dim: int, groups: tuple[LayerGroup, ...], description: st
     return BackboneSpec(name=name, factory=_from_config(name), feature_dim=dim, layer_groups=groups, weights=weights,
                         input=TEXT, tasks=(TASK,), description=description)
 
+
 BACKBONES = (
     BackboneSpec(
         name="minilm-bert2bert",
@@ -309,6 +310,7 @@ BACKBONES = (
     _family("byt5-small", 1472, _t5_groups(4), "ByT5-small (300M parameters; bytes, no vocabulary to extend)",
             ("byt5-small", "google/byt5-small", "Apache-2.0", "mC4, bytes")),
 )
+
 
 def check_language(family: str, code: str | None, side: str) -> None:
     """A multilingual model must know the language code: a user error otherwise, with the codes that are close."""
