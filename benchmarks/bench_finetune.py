@@ -33,7 +33,7 @@ def main() -> None:
     from tl_core.classifier import build_classifier, train_classifier
     from tl_core.data import ImageDataset, load_classification, read_image_folder, transforms
     from tl_core.recipe import load_recipe
-    from tl_core.run import RunContext
+    from tl_core.context import RunContext
 
     folder = digits(args.per_class) / "train"
     recipe = load_recipe("vision/fine-tune", [

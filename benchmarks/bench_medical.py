@@ -114,7 +114,7 @@ def throughput(train_dir, size: int, epochs: int = 6, repeats: int = 3) -> None:
 
     from tl_core.classifier import make_policy
     from tl_core.recipe import load_recipe
-    from tl_core.run import RunContext
+    from tl_core.context import RunContext
     from tl_medical.data import read_folder_data
     from tl_medical.tasks import build_classifier, datasets, train
 

@@ -182,7 +182,7 @@ def test_hook_tl_build_model(tiny_plugin, plugin, image_folder):
 
 
 def test_hook_tl_train(tiny_plugin, plugin, image_folder, write_recipe, cli, tmp_path):
-    from tl_core.train import TrainResult
+    from tl_core.components import TrainResult
 
     class NativeTrainer:
         @hookimpl
@@ -343,7 +343,7 @@ class WrongMetrics:
 
 @pytest.mark.parametrize("wrong, hook, expected", [
     (WrongModel, "tl_build_model", "must return a tl_core.components.ModelBundle"),
-    (WrongTraining, "tl_train", "must return a tl_core.train.TrainResult"),
+    (WrongTraining, "tl_train", "must return a tl_core.components.TrainResult"),
     (WrongMetrics, "tl_evaluate", "must map metric names to numbers; 'accuracy' is str"),
 ])
 def test_an_answer_of_the_wrong_shape_names_the_plugin_in_one_line(wrong, hook, expected, tiny_plugin, plugin,

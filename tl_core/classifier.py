@@ -10,11 +10,11 @@ from tl_core.model import BuiltBackbone, TransferModel, build_backbone, make_hea
 from tl_core.plugins import registry
 
 if TYPE_CHECKING:
+    from tl_core.components import TrainResult
+    from tl_core.context import RunContext
     from tl_core.data import ClassificationData, Samples
     from tl_core.policies import FreezePolicy
-    from tl_core.recipe import Recipe
-    from tl_core.run import RunContext
-    from tl_core.train import TrainResult
+    from tl_core.sections import Recipe
 
 
 class Classifier(ModelBundle):

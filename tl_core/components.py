@@ -1,4 +1,5 @@
-"""What plugins register: plain, torch-free descriptions of backbones, heads, data formats and recipes.
+"""The plain, torch-free data types of tl: what plugins register (backbones, heads, data formats, recipes) and
+what the hooks hand each other (a model bundle, the steps of a task, a training result).
 
 Each description carries factories (callables) that import torch only when called, so that filling the
 registries - and therefore ``tl plugins``, ``tl backbones`` and friends - never imports torch.
@@ -10,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tl_core.errors import WeightsError, did_you_mean
 
 if TYPE_CHECKING:
     import pydantic
@@ -63,8 +66,6 @@ class BackboneSpec:
 
     def weights_entry(self, name: str) -> WeightsEntry:
         """The weights entry called ``name`` for this backbone; unknown names raise with suggestions."""
-        from tl_core.errors import WeightsError, did_you_mean
-
         for entry in self.weights:
             if entry.name == name:
                 return entry
@@ -142,3 +143,31 @@ def recipes_in(folder: Path) -> list[RecipeSource]:
         description = first.lstrip("# ").strip() if first.startswith("#") else ""
         sources.append(RecipeSource(f"{path.parent.name}/{path.stem}", path, description))
     return sources
+
+
+@dataclass
+class TrainResult:
+    """What a trainer hands back: per-epoch history, final metrics per split, and the trained model."""
+
+    model: Any
+    history: list[dict[str, float]]
+    metrics: dict[str, dict[str, float]]
+    best_epoch: int | None = None
+    metric: str | None = None
+    stopped_early: bool = False
+    seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskSteps:
+    """For models that compute their own loss and return structured predictions (torchvision detectors):
+    ``train(model, x, y)`` returns the loss of a batch, ``predict(model, x)`` a list with one prediction per
+    item, ``collate`` builds batches, ``after_step(model)`` runs after every optimizer step (e.g. to put back
+    rows of an embedding that must stay frozen while the rest of it trains). Predictions and targets reach
+    ``tl_evaluate`` as lists."""
+
+    train: Callable[[Any, Any, Any], Any]
+    predict: Callable[[Any, Any], list[Any]]
+    collate: Callable[[list[Any]], Any] | None = None
+    after_step: Callable[[Any], None] | None = None  # called with the (unwrapped) model after every optimizer step

@@ -160,7 +160,7 @@ def test_policy_plans_and_freezes_what_it_claims(entry: Any) -> None:
 
 
 def test_data_format_is_complete(entry: Any) -> None:
-    from tl_core.recipe import format_options
+    from tl_core.sections import format_options
 
     plugin, name, fmt = entry
     assert fmt.task, f"{plugin}: data format {name!r} names no task"

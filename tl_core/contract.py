@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from numbers import Real
 from typing import Any
 
+from tl_core.components import ModelBundle, TrainResult
+
 
 def _metrics(value: Any, what: str) -> str | None:
     if not isinstance(value, Mapping):
@@ -39,18 +41,14 @@ def adapt_backbone(answer: Any) -> str | None:
 
 
 def build_model(answer: Any) -> str | None:
-    from tl_core.components import ModelBundle
-
     if not isinstance(answer, ModelBundle):
         return "must return a tl_core.components.ModelBundle (or a subclass) or None"
     return None
 
 
 def train(answer: Any) -> str | None:
-    from tl_core.train import TrainResult
-
     if not isinstance(answer, TrainResult):
-        return "must return a tl_core.train.TrainResult or None"
+        return "must return a tl_core.components.TrainResult or None"
     if not isinstance(answer.history, list) or not answer.history:
         return "TrainResult.history must list one row per epoch"
     for row in answer.history:

@@ -17,7 +17,7 @@ from tl_core.errors import DataError
 
 if TYPE_CHECKING:
     from tl_core.components import InputSpec
-    from tl_core.recipe import DataConfig
+    from tl_core.sections import DataConfig
 
 
 @dataclass

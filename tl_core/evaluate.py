@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from tl_core.errors import RunError, TLError
-from tl_core.recipe import Recipe, validate
+from tl_core.files import write_json
+from tl_core.recipe import validate
 from tl_core.report import MODEL_FILE, read_report
-from tl_core.run import write_json
+from tl_core.sections import Recipe
 
 
 def evaluate_run(run_dir: Path, data_path: str, batch_size: int | None = None) -> dict[str, Any]:

@@ -20,11 +20,18 @@ if TYPE_CHECKING:
     import torch
     import typer
 
-    from tl_core.components import BackboneSpec, DataFormat, HeadSpec, InputSpec, ModelBundle, RecipeSource
+    from tl_core.components import (
+        BackboneSpec,
+        DataFormat,
+        HeadSpec,
+        InputSpec,
+        ModelBundle,
+        RecipeSource,
+        TrainResult,
+    )
+    from tl_core.context import RunContext
     from tl_core.policies import FreezePolicy
-    from tl_core.recipe import Recipe
-    from tl_core.run import RunContext
-    from tl_core.train import TrainResult
+    from tl_core.sections import Recipe
 
 
 @hookspec
@@ -86,7 +93,7 @@ def tl_train(recipe: Recipe, model: Any, data: Any, ctx: RunContext) -> TrainRes
     """Train ``model`` on ``data`` as ``recipe`` says, writing checkpoints under ``ctx.out``.
 
     A domain with a native trainer (ultralytics, the HF Trainer) answers for its task and returns a
-    :class:`tl_core.train.TrainResult` whose ``history`` rows hold at least ``epoch`` and ``train_loss``. The
+    :class:`tl_core.components.TrainResult` whose ``history`` rows hold at least ``epoch`` and ``train_loss``. The
     core trainer answers last, for the core's :class:`tl_core.classifier.Classifier`. Implementations call
     ``ctx.epoch_end(epoch, metrics)`` after each epoch so that event hooks fire. With ``compare.scratch`` it is
     called a second time, with ``ctx.name == "scratch"``.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tl_core.recipe import Recipe
+from tl_core.sections import Recipe
 
 
 def inspect_recipe(recipe: Recipe, epoch: int = 1) -> list[dict[str, Any]]:

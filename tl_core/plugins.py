@@ -20,6 +20,8 @@ from typing import Any
 import pluggy
 
 from tl_core import HOOK_API_VERSION, NAME, hookspecs
+from tl_core.contract import CHECKS
+from tl_core.errors import PluginError
 from tl_core.registry import Registry
 
 BUILTIN_PLUGINS = (
@@ -241,9 +243,6 @@ def answers(hookname: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
 
     The core calls its answering hooks through this and :func:`first_answer` rather than ``pm.hook``, so that an
     answer can be traced to the plugin that gave it (``TL_TRACE_PLUGINS=1`` prints each)."""
-    from tl_core.contract import CHECKS
-    from tl_core.errors import PluginError
-
     check = CHECKS.get(hookname)
     for impl in _implementations(hookname, kwargs):
         name = impl.plugin_name

@@ -1,4 +1,6 @@
-"""Recipes: YAML data validated with pydantic, with ``extends:`` and ``--set key.path=value`` overrides.
+"""Loading recipes: YAML files, ``extends:``, ``--set key.path=value`` overrides, validation against the sections
+(:mod:`tl_core.sections`) and against the registries (every backbone, head, policy and data format a recipe names,
+and their options).
 
 A recipe is never executed: it is read with ``yaml.safe_load``. Every mistake becomes a :class:`RecipeError`
 naming the key and, where one is close, the key or name that was probably meant.
@@ -8,111 +10,23 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError
 
+from tl_core.compat import moved
 from tl_core.errors import RecipeError, RegistryError, did_you_mean
+from tl_core.plugins import registry
+from tl_core.sections import SECTIONS, Recipe
+from tl_core.weights import is_path
 
-M = TypeVar("M", bound=BaseModel)
+# 1.1 plugins imported the sections from here
+__getattr__ = moved(__name__, {name: "tl_core.sections" for name in (
+    "BackboneConfig", "HeadConfig", "PolicyConfig", "DataConfig", "TrainConfig", "CompareConfig", "format_options")})
 
 # keys whose relative values are paths, resolved against the recipe file that sets them
 PATH_KEYS = (("data", "path"), ("data", "test_path"), ("backbone", "weights"))
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class BackboneConfig(_Section):
-    name: str
-    weights: str | None = Field(
-        "default", description="weights entry name, a path to a local file, or 'none' for random init"
-    )
-
-    @property
-    def random_init(self) -> bool:
-        return self.weights is None or self.weights.lower() == "none"
-
-
-class _Named(BaseModel):
-    """``head`` and ``policy``: a name plus options that the named head/policy validates."""
-
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
-    name: str
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-class HeadConfig(_Named):
-    name: str = "linear"
-
-
-class PolicyConfig(_Named):
-    name: str = "fine-tune"
-
-
-class DataConfig(_Section):
-    format: str = "image-folder"
-    path: str
-    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    test_path: str | None = None
-    image_size: int | None = Field(None, gt=0, description="default: the weights' own input size")
-    augment: bool = False
-    strict: bool = Field(False, description="true: an undecodable file is an error instead of being skipped")
-    num_workers: int = Field(0, ge=0)
-    cache_features: bool = True
-    options: dict[str, Any] = Field(default_factory=dict, description="options of the data format, if it has any")
-
-
-class TrainConfig(_Section):
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    momentum: float = Field(0.9, ge=0, lt=1)
-    schedule: Literal["cosine", "one-cycle", "constant"] = "cosine"
-    grad_accum: int = Field(1, ge=1)
-    amp: Literal["auto", "no", "fp16", "bf16"] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = 0
-    patience: int | None = Field(None, ge=1, description="early stopping: epochs without improvement")
-    metric: str = Field("accuracy", description="validation metric that picks the best checkpoint (higher wins)")
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-
-    @field_validator("amp", mode="before")
-    @classmethod
-    def _yaml_no(cls, value: Any) -> Any:
-        """YAML reads an unquoted ``no`` as false: ``amp: no`` (or ``--set train.amp=no``) means ``"no"``."""
-        return "no" if value is False else value
-
-
-class CompareConfig(_Section):
-    scratch: bool = False
-
-
-class Recipe(_Section):
-    task: str = "image-classification"
-    description: str = ""
-    backbone: BackboneConfig
-    head: HeadConfig = Field(default_factory=HeadConfig)
-    policy: PolicyConfig = Field(default_factory=PolicyConfig)
-    data: DataConfig
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    compare: CompareConfig = Field(default_factory=CompareConfig)
-
-    def resolved(self) -> dict[str, Any]:
-        """The recipe with every default filled in, as plain JSON-able data."""
-        return self.model_dump(mode="json")
-
-
-SECTIONS: dict[str, type[BaseModel]] = {
-    name: f.annotation for name, f in Recipe.model_fields.items() if isinstance(f.annotation, type)
-}
 
 
 # ---------------------------------------------------------------- reading files
@@ -146,8 +60,6 @@ _SCHEME = re.compile(r"^[A-Za-z][\w+.-]+:(?!/)")  # "bible:ny-en", "hf:owner/nam
 def _looks_like_path(section: str, key: str, value: str) -> bool:
     """Relative paths resolve against the recipe file; a ``scheme:value`` (a data set a plugin provides, a hub
     id) is left as it is."""
-    from tl_core.weights import is_path
-
     if _SCHEME.match(value):
         return False
     return (section, key) != ("backbone", "weights") or is_path(value)
@@ -174,8 +86,6 @@ def _locate(source: str) -> Path:
         if not path.exists():
             raise RecipeError(f"recipe file {source!r} does not exist")
         return path.resolve()
-    from tl_core.plugins import registry
-
     try:
         return registry("recipe").get(source).path
     except RegistryError as exc:
@@ -290,28 +200,8 @@ def _check_options(
         raise RecipeError(f"{origin}: {key}.{leaf}: {err['msg']} (got {err.get('input')!r})") from None
 
 
-def format_options(model: type[M], options: M | dict[str, Any] | None, key: str = "data.options") -> M:
-    """A data format's options model from a validated instance, a ``data.options`` mapping, or ``None`` (the
-    defaults); a mapping that does not validate is a :class:`DataError` naming the key."""
-    from tl_core.errors import DataError
-
-    if options is None:
-        return model()
-    if isinstance(options, model):
-        return options
-    try:
-        return model(**options)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise DataError(f"{key}{'.' + where if where else ''}: {err['msg']} (got {err.get('input')!r:.120})") from None
-
-
 def check_names(recipe: Recipe, origin: str = "recipe") -> None:
     """Check every registry name the recipe uses, and fill in the head and policy options with their defaults."""
-    from tl_core.plugins import registry
-    from tl_core.weights import is_path
-
     def lookup(kind: str, key: str, name: str) -> Any:
         try:
             return registry(kind).get(name)

@@ -9,14 +9,15 @@ import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tl_core.components import TrainResult
 from tl_core.errors import RunError
-from tl_core.run import write_atomic, write_json
+from tl_core.files import write_atomic, write_json
+from tl_core.plugins import plugins
+from tl_core.sections import Recipe
+from tl_core.weights import savable
 
 if TYPE_CHECKING:
     from rich.table import Table
-
-    from tl_core.recipe import Recipe
-    from tl_core.train import TrainResult
 
 MODEL_FILE = "model.safetensors"
 
@@ -24,8 +25,6 @@ MODEL_FILE = "model.safetensors"
 def versions() -> dict[str, Any]:
     """Python, the main libraries, and every plugin with its distribution version."""
     from importlib.metadata import PackageNotFoundError, version
-
-    from tl_core.plugins import plugins
 
     libs = {}
     for name in ("tl-core", "torch", "torchvision", "accelerate", "timm", "pydantic", "pluggy"):
@@ -134,8 +133,6 @@ def write_run(out: Path, report: dict[str, Any], model: Any) -> None:
     """Write the model, ``metrics.csv``, ``curves.png`` and - last, so it marks a finished run - ``report.json``."""
     from safetensors.torch import save_file
     from torch import nn
-
-    from tl_core.weights import savable
 
     out.mkdir(parents=True, exist_ok=True)
     net = model if isinstance(model, nn.Module) else getattr(model, "model", model)  # a module, or a bundle of one

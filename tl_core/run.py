@@ -1,64 +1,30 @@
-"""A run's context: where it writes, how it talks, and the event hooks it fires."""
+"""Executing a recipe: check everything, train (and train from scratch when asked), write the run folder.
+
+The orchestrator of ``tl run``: it reads the data, asks the plugins for the model and its training, and writes
+the report. Everything it calls lives below it; nothing but the command line and the test fixtures calls it.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 
-if TYPE_CHECKING:
-    from tl_core.recipe import Recipe
+from tl_core import context
+from tl_core.compat import moved
+from tl_core.errors import RunError, TLError
+from tl_core.plugins import call_each, first_answer, load_plugins, registry
+from tl_core.recipe import validate
+from tl_core.report import build_report, write_run
+from tl_core.sections import Recipe
+from tl_core.train import checkpoint_exists, resolve_device, resolve_precision
 
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``path`` through a temporary file and a rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
-@dataclass
-class RunContext:
-    """Handed to ``tl_train`` and the event hooks: the recipe, the output folder, the console, the state."""
-
-    recipe: Recipe
-    out: Path
-    resume: bool = False
-    console: Console = field(default_factory=lambda: Console(stderr=True))
-    quiet: bool = False
-    name: str = "transfer"  # "transfer" for the main run, "scratch" for the from-scratch comparison
-    info: dict[str, Any] = field(default_factory=dict)  # anything a plugin wants in the report
-    main_process: bool = True  # under `accelerate launch`, only the main process fires events and writes
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.out / "checkpoints"
-
-    def log(self, message: str) -> None:
-        if not self.quiet:
-            self.console.print(message, highlight=False)
-
-    def epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        """Fire ``tl_on_epoch_end`` on every plugin (trainers call this after each epoch)."""
-        from tl_core.plugins import call_each
-
-        if self.main_process:
-            call_each("tl_on_epoch_end", ctx=self, epoch=epoch, metrics=metrics)
+# 1.1 plugins found these here
+__getattr__ = moved(__name__, {"RunContext": "tl_core.context", "write_atomic": "tl_core.files",
+                               "write_json": "tl_core.files"})
 
 
 # ------------------------------------------------------------------ executing a recipe
@@ -78,9 +44,6 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def check_out_dir(out: Path, recipe: Recipe, resume: bool) -> None:
     """Refuse to overwrite a finished run, and to resume a different recipe or a run that has no checkpoint."""
-    from tl_core.errors import RunError
-    from tl_core.train import checkpoint_exists
-
     if resume:
         if not checkpoint_exists(out):
             raise RunError(f"--resume: no checkpoint in {out}/checkpoints; start the run without --resume")
@@ -106,14 +69,7 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     Every user error surfaces before the first file is written: the recipe, the registries, the data, the
     weights (fetched and hash-checked while the model is built).
     """
-    import time
-
     from accelerate import PartialState
-
-    from tl_core.errors import TLError
-    from tl_core.plugins import call_each, first_answer, load_plugins, registry
-    from tl_core.report import build_report, write_run
-    from tl_core.train import resolve_device, resolve_precision
 
     load_plugins()
     console = console or Console(stderr=True)
@@ -132,7 +88,7 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     if model is None:
         raise TLError(f"no installed plugin builds models for task {recipe.task!r}; install the plugin for it")
     t_model = time.perf_counter()
-    ctx = RunContext(recipe=recipe, out=out, resume=resume, console=console, quiet=quiet,
+    ctx = context.RunContext(recipe=recipe, out=out, resume=resume, console=console, quiet=quiet,
                      main_process=process.is_main_process)
     load_report = getattr(getattr(model, "backbone", None), "report", None)
     if load_report is not None:
@@ -189,21 +145,17 @@ def scratch_recipe(recipe: Recipe) -> Recipe:
     data["backbone"]["weights"] = "none"
     data["policy"] = {"name": "fine-tune", "backbone_lr_mult": 1.0, "layer_decay": 1.0, "bn": "train"}
     data["compare"]["scratch"] = False
-    from tl_core.recipe import validate
-
     return validate(data, "scratch comparison")
 
 
 def train_scratch(recipe: Recipe, data: Any, out: Path, resume: bool, quiet: bool, console: Console) -> Any:
-    from tl_core.plugins import first_answer
-
     srecipe = scratch_recipe(recipe)
     seed_everything(srecipe.train.seed)
     model = first_answer("tl_build_model", recipe=srecipe, data=data)
     from accelerate import PartialState
 
     main = PartialState().is_main_process
-    ctx = RunContext(recipe=srecipe, out=out, resume=resume and (out / "checkpoints").is_dir(),
+    ctx = context.RunContext(recipe=srecipe, out=out, resume=resume and (out / "checkpoints").is_dir(),
                      console=console, quiet=quiet or not main, name="scratch", main_process=main)
     ctx.log("[bold]from-scratch comparison[/]: same architecture and budget, random init, every layer trains")
     result = first_answer("tl_train", recipe=srecipe, model=model, data=data, ctx=ctx)

@@ -10,55 +10,35 @@ parameter group.
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tl_core import components
+from tl_core.compat import moved
 from tl_core.errors import RunError, TLError
+from tl_core.files import write_atomic, write_json
+from tl_core.plugins import answers
 from tl_core.policies import FreezePolicy, GroupState, apply_plan, param_groups, set_train_mode
+from tl_core.weights import savable
 
 if TYPE_CHECKING:
     import torch
     from accelerate import Accelerator
     from torch import nn
 
-    from tl_core.components import LayerGroup
-    from tl_core.recipe import TrainConfig
-    from tl_core.run import RunContext
+    from tl_core.components import LayerGroup, TaskSteps, TrainResult
+    from tl_core.context import RunContext
+    from tl_core.sections import TrainConfig
+
+# 1.1 plugins found these here
+__getattr__ = moved(__name__, {"TrainResult": "tl_core.components", "TaskSteps": "tl_core.components"})
 
 CHECKPOINT = "last.pt"
 BEST = "best.safetensors"
-
-
-@dataclass
-class TrainResult:
-    """What a trainer hands back: per-epoch history, final metrics per split, and the trained model."""
-
-    model: Any
-    history: list[dict[str, float]]
-    metrics: dict[str, dict[str, float]]
-    best_epoch: int | None = None
-    metric: str | None = None
-    stopped_early: bool = False
-    seconds: float = 0.0
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class TaskSteps:
-    """For models that compute their own loss and return structured predictions (torchvision detectors):
-    ``train(model, x, y)`` returns the loss of a batch, ``predict(model, x)`` a list with one prediction per
-    item, ``collate`` builds batches, ``after_step(model)`` runs after every optimizer step (e.g. to put back
-    rows of an embedding that must stay frozen while the rest of it trains). Predictions and targets reach
-    ``tl_evaluate`` as lists."""
-
-    train: Callable[[Any, Any, Any], Any]
-    predict: Callable[[Any, Any], list[Any]]
-    collate: Callable[[list[Any]], Any] | None = None
-    after_step: Callable[[Any], None] | None = None  # called with the (unwrapped) model after every optimizer step
 
 
 def resolve_device(device: str) -> str:
@@ -114,8 +94,6 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
 
 def evaluate_outputs(task: str, outputs: torch.Tensor, targets: torch.Tensor, classes: list[str]) -> dict[str, float]:
     """Merge every plugin's ``tl_evaluate`` answer (the first plugin to name a metric keeps it)."""
-    from tl_core.plugins import answers
-
     merged: dict[str, float] = {}
     given = answers("tl_evaluate", task=task, outputs=outputs, targets=targets, class_names=classes)
     for _, answer in reversed(list(given)):  # in registration order: the core's metrics first
@@ -202,11 +180,7 @@ class Trainer:
                           num_workers=self.num_workers, drop_last=False, collate_fn=collate)
 
     def _save_checkpoint(self, state: dict[str, Any]) -> None:
-        import io
-
         import torch
-
-        from tl_core.run import write_atomic, write_json
 
         if self.accelerator.is_main_process:
             write_json(self.ctx.checkpoints / "recipe.json", self.ctx.recipe.resolved())
@@ -216,8 +190,6 @@ class Trainer:
 
     def _save_best(self) -> None:
         from safetensors.torch import save_file
-
-        from tl_core.weights import savable
 
         if self.accelerator.is_main_process:
             self.ctx.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -399,7 +371,7 @@ class Trainer:
 
             model.load_state_dict(load_file(str(best_file)))
         self.model = model
-        return TrainResult(
+        return components.TrainResult(
             model=model, history=history, metrics={}, best_epoch=best_epoch,
             metric=cfg.metric, stopped_early=stopped_early, seconds=time.perf_counter() - start_time,
         )

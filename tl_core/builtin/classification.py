@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from tl_core import hookimpl
 
 if TYPE_CHECKING:
-    from tl_core.recipe import Recipe
-    from tl_core.run import RunContext
+    from tl_core.context import RunContext
+    from tl_core.sections import Recipe
 
 TASK = "image-classification"
 

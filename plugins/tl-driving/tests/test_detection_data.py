@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tl_core.errors import DataError
-from tl_core.recipe import DataConfig
+from tl_core.sections import DataConfig
 from tl_driving.data import (
     DATA_FORMATS,
     DetectionData,

@@ -23,8 +23,8 @@ def build(recipe):
 
 
 def test_gradual_unfreezing_under_ultralytics_keeps_frozen_layers_bit_identical(yolo_scenes, tmp_path):
+    from tl_core.context import RunContext
     from tl_core.recipe import load_recipe
-    from tl_core.run import RunContext
     from tl_driving import yolo
 
     recipe = load_recipe("driving/yolo", [f"data.path={yolo_scenes}", "backbone.weights=none", "train.epochs=3",

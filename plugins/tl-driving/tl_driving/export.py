@@ -18,7 +18,7 @@ def rebuild(run_dir: Path) -> tuple[Any, Any, list[str], int]:
     from tl_core.recipe import validate
     from tl_core.report import MODEL_FILE, read_report
     from tl_driving import models, yolo
-    from tl_driving.data import DrivingOptions
+    from tl_driving.options import DrivingOptions
 
     report = read_report(run_dir)
     recipe = validate(report["recipe"], f"{run_dir}/report.json")

@@ -51,15 +51,13 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from xml.parsers import expat
 
 import yaml
 
 from tl_core.errors import DataError
-
-if TYPE_CHECKING:
-    from tl_driving.data import DrivingOptions
+from tl_driving.options import DrivingOptions, as_options
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 CLIP_TOLERANCE = 1.0  # pixels a box may stick out of the image before the overhang is counted as clipped
@@ -211,8 +209,6 @@ class _Report:
 
 
 def _options(options: DrivingOptions | dict[str, Any] | None) -> DrivingOptions:
-    from tl_driving.data import as_options
-
     return as_options(options)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from tl_core.data import ClassificationData
 from tl_core.errors import DataError
-from tl_core.recipe import DataConfig
+from tl_core.sections import DataConfig
 from tl_medical.data import (
     DATA_FORMATS,
     MedicalData,

@@ -358,7 +358,7 @@ class Translator(ModelBundle):
         """The core's run writer calls this instead of writing ``model.safetensors``: ``OUT/model/`` as
         ``save_pretrained`` writes it, tokenizer included; with adapters, ``OUT/adapter/`` too (peft's files and
         what reloading needs) and ``OUT/model/`` holds the adapters merged in."""
-        from tl_translation.train import save_model
+        from tl_translation.saving import save_model
 
         save_model(self, out)
 

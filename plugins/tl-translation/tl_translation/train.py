@@ -3,16 +3,16 @@ the metrics, and saving the model in its own ecosystem's format (``save_pretrain
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tl_translation.saving import MODEL_DIR
 
 if TYPE_CHECKING:
     from tl_core.recipe import Recipe
     from tl_core.run import RunContext
     from tl_translation.models import Translator
 
-MODEL_DIR = "model"
 METRICS = {"bleu", "chrf"}
 
 
@@ -110,34 +110,6 @@ def train(recipe: Recipe, bundle: Translator, data: Any, ctx: RunContext) -> Any
                     **({"extension": bundle.extension.as_dict()} if bundle.extension else {})},
     )
     return result
-
-
-def save_model(bundle: Translator, out: Path) -> Path:
-    """``OUT/model/``: the model and its tokenizer as ``save_pretrained`` writes them (written aside, then moved
-    into place, so a half-written folder never looks like a model)."""
-    target = out / MODEL_DIR
-    tmp = out / f".{MODEL_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()  # no "Writing model shards" bar in tl's output
-    model = bundle.hf_model
-    if hasattr(model, "peft_config"):  # adapters: RUN/adapter as peft writes it, and RUN/model merged
-        import copy
-
-        from tl_translation.adapters import merge, save_adapters
-
-        adapter, adapter_tmp = out / "adapter", out / ".adapter.tmp"
-        shutil.rmtree(adapter_tmp, ignore_errors=True)
-        save_adapters(model, bundle.tokenizer, adapter_tmp)
-        shutil.rmtree(adapter, ignore_errors=True)
-        adapter_tmp.replace(adapter)
-        model = merge(copy.deepcopy(model))
-    model.save_pretrained(str(tmp))
-    bundle.tokenizer.save_pretrained(str(tmp))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.replace(target)
-    return target
 
 
 def evaluate_run(run_dir: Path, report: dict[str, Any], data: str) -> dict[str, Any]:
