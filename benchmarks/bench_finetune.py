@@ -30,10 +30,10 @@ def main() -> None:
     from torch import nn
     from torch.utils.data import DataLoader
 
-    from tl_core.classifier import build_classifier, train_classifier
-    from tl_core.data import ImageDataset, load_classification, read_image_folder, transforms
-    from tl_core.recipe import load_recipe
-    from tl_core.context import RunContext
+    from tl_core.api import RunContext, load_classification, load_recipe, read_image_folder
+    from tl_core.builtin.classification.images import ImageDataset, transforms
+    from tl_core.builtin.classification.model import build_classifier
+    from tl_core.builtin.classification.training import train
 
     folder = digits(args.per_class) / "train"
     recipe = load_recipe("vision/fine-tune", [
@@ -70,7 +70,7 @@ def main() -> None:
         out = WORK / "finetune-run"
         shutil.rmtree(out, ignore_errors=True)
         clf = build_classifier(recipe, len(data.classes))
-        result = train_classifier(recipe, clf, data, RunContext(recipe=recipe, out=out, quiet=True))
+        result = train(recipe, clf, data, RunContext(recipe=recipe, out=out, quiet=True))
         tl_epochs.extend(row["seconds"] for row in result.history[1:])
 
     hand_times, tl_times = [], []

@@ -27,11 +27,8 @@ def main() -> None:
     from torch import nn
     from torch.utils.data import DataLoader
 
-    from tl_core.data import ImageDataset, read_image_folder, transforms
-    from tl_core.model import build_backbone
-    from tl_core.plugins import registry
-    from tl_core.recipe import load_recipe
-    from tl_core.run import execute
+    from tl_core.api import build_backbone, execute, load_recipe, read_image_folder, registry
+    from tl_core.builtin.classification.images import ImageDataset, transforms
 
     data = digits(args.per_class) / "train"
     samples = read_image_folder(str(data))

@@ -112,11 +112,9 @@ def throughput(train_dir, size: int, epochs: int = 6, repeats: int = 3) -> None:
     import torch
     from torch.utils.data import DataLoader
 
-    from tl_core.classifier import make_policy
-    from tl_core.recipe import load_recipe
-    from tl_core.context import RunContext
+    from tl_core.api import RunContext, load_recipe
     from tl_medical.data import read_folder_data
-    from tl_medical.tasks import build_classifier, datasets, train
+    from tl_medical.tasks import build_classifier, task_spec, train
 
     recipe = load_recipe("medical/xray-2d", [f"data.path={train_dir}", f"data.options.size={size}",
                                              "data.val_fraction=0", f"train.epochs={epochs}", "train.device=cpu",
@@ -131,8 +129,8 @@ def throughput(train_dir, size: int, epochs: int = 6, repeats: int = 3) -> None:
         """What a MONAI user writes by hand: the same model and dataset, AdamW, cross-entropy."""
         torch.manual_seed(0)
         clf = build_classifier(recipe, data_)
-        _, make = datasets(clf)
-        loader = DataLoader(make(data_.train, True), batch_size=recipe.train.batch_size, shuffle=True)
+        dataset = task_spec(clf).make_dataset(data_.train, True)
+        loader = DataLoader(dataset, batch_size=recipe.train.batch_size, shuffle=True)
         model = clf.model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.train.lr, weight_decay=recipe.train.weight_decay)
         for epoch in range(epochs):
@@ -150,7 +148,6 @@ def throughput(train_dir, size: int, epochs: int = 6, repeats: int = 3) -> None:
         out = WORK / "medical-throughput"
         shutil.rmtree(out, ignore_errors=True)
         clf = build_classifier(recipe, data_)
-        make_policy(recipe)
         result = train(recipe, clf, data_, RunContext(recipe=recipe, out=out, quiet=True))
         tl_epochs.extend(row["seconds"] for row in result.history[1:])
 

@@ -73,7 +73,7 @@ def test_an_unknown_plugin_name_is_a_usage_error(pytester, monkeypatch):
         result.stdout.str()
 
 
-@pytest.mark.parametrize("plugin", ["tl.vision", "tl.policies", "tl.heads", "tl.recipes"])
+@pytest.mark.parametrize("plugin", ["tl.classification", "tl.policies"])
 def test_the_core_builtins_pass_the_suite(pytester, monkeypatch, plugin):
     monkeypatch.setenv("TL_PLUGINS", "")
     result = pytester.runpytest_subprocess(f"--tl-conformance={plugin}", "-p", "no:cacheprovider", "-q")

@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import make_image_folder, tiny_recipe
 
-from tl_core.data import read_image_csv, read_image_folder, stratified_split
+from tl_core.api import read_image_csv, read_image_folder, stratified_split
 from tl_core.errors import DataError
 
 

@@ -92,7 +92,7 @@ def test_hook_tl_register_policies(tiny_plugin, plugin, image_folder, write_reci
 
 
 def test_hook_tl_register_datasets(tiny_plugin, plugin, image_folder, write_recipe, cli, tmp_path):
-    from tl_core.data import load_classification, read_image_folder
+    from tl_core.api import load_classification, read_image_folder
 
     calls = []
 
@@ -159,8 +159,8 @@ def test_hook_tl_adapt_backbone(tiny_plugin, plugin):
 
 
 def test_hook_tl_build_model(tiny_plugin, plugin, image_folder):
-    from tl_core.classifier import Classifier, build_classifier
-    from tl_core.data import load_classification, read_image_folder
+    from tl_core.api import load_classification, read_image_folder
+    from tl_core.builtin.classification.model import Classifier, build_classifier
     from tl_core.plugins import pm
 
     recipe = load_recipe(str(_write(tiny_recipe(image_folder), image_folder.parent)))
@@ -249,6 +249,43 @@ def test_hook_tl_evaluate_run(tiny_plugin, plugin, cli, tmp_path):
     plugin(type("OnlyFormat", (), {"tl_register_datasets": Counting.tl_register_datasets})())
     code, _, stderr = cli("evaluate", run_dir, "--data", tmp_path / "new.txt")
     assert code == 2 and "no installed plugin scores such runs" in stderr
+
+
+def test_hook_tl_conformance_smoke(tiny_plugin, plugin, tmp_path, tl_tiny_data):
+    """A plugin's tiny data for its own recipe wins; a recipe in a format nobody writes tiny data for trains on an
+    image folder, and weights that need the network train from random init - each swap said in a warning."""
+    from tl_core.testing import SHORT_RUN, ConformanceSwap
+
+    mine, other = tmp_path / "mine.yaml", tmp_path / "other.yaml"
+    mine.write_text("task: image-classification\nbackbone: {name: tiny, weights: pretrained}\ndata: {path: x}\n")
+    other.write_text("task: image-classification\nbackbone: {name: resnet18, weights: imagenet}\n"
+                     "data: {format: folder-list, path: x}\n")
+    asked = []
+
+    class Tiny:
+        @hookimpl
+        def tl_register_recipes(self, register):
+            register(RecipeSource("toy/mine", mine))
+            register(RecipeSource("toy/other", other))
+
+        @hookimpl
+        def tl_register_datasets(self, register):
+            register(DataFormat("folder-list", "image-classification", read=lambda config, seed: None))
+
+        @hookimpl
+        def tl_conformance_smoke(self, recipe_name, folder):
+            asked.append(recipe_name)
+            return [f"data.path={folder}", "data.image_size=16"] if recipe_name == "toy/mine" else None
+
+    plugin(Tiny())
+    assert tl_tiny_data("toy/mine") == [f"data.path={tmp_path}/tiny-data-0", "data.image_size=16", *SHORT_RUN]
+    with pytest.warns(ConformanceSwap) as swaps:
+        overrides = tl_tiny_data("toy/other")
+    assert asked == ["toy/mine", "toy/other"]
+    assert "data.format=image-folder" in overrides and overrides[-1] == "backbone.weights=none"
+    said = [str(w.message) for w in swaps]
+    assert "toy/other: data.format 'folder-list' swapped for 'image-folder'" in said[0]
+    assert "toy/other: backbone.weights 'imagenet' swapped for random init: it downloads from https://" in said[1]
 
 
 class Recorder:
@@ -360,7 +397,7 @@ def test_an_answer_of_the_wrong_shape_names_the_plugin_in_one_line(wrong, hook, 
 
 
 def test_a_tl_evaluate_run_answer_that_is_not_json_names_the_plugin(plugin, tmp_path):
-    from tl_core.plugins import first_answer
+    from tl_core.plugins import hook
 
     class NotJson:
         @hookimpl
@@ -369,13 +406,13 @@ def test_a_tl_evaluate_run_answer_that_is_not_json_names_the_plugin(plugin, tmp_
 
     plugin(NotJson(), "not-json")
     with pytest.raises(TLError, match="plugin 'not-json' broke the tl_evaluate_run contract: .* JSON-serialisable"):
-        first_answer("tl_evaluate_run", run_dir=tmp_path, report={}, data="x")
+        hook().tl_evaluate_run(run_dir=tmp_path, report={}, data="x")
 
 
 def test_answers_are_traced_with_the_plugin_that_gave_them(tiny_plugin, plugin, monkeypatch, capsys):
     import torch
 
-    from tl_core.plugins import answers
+    from tl_core.plugins import hook
 
     class Extra:
         @hookimpl
@@ -384,9 +421,9 @@ def test_answers_are_traced_with_the_plugin_that_gave_them(tiny_plugin, plugin, 
 
     plugin(Extra(), "extra-metrics")
     monkeypatch.setenv("TL_TRACE_PLUGINS", "1")
-    given = dict(answers("tl_evaluate", task="image-classification", outputs=torch.eye(2), targets=torch.arange(2),
-                         class_names=["a", "b"]))
-    assert given["extra-metrics"] == {"extra": 1.0} and given["tl.classification"]["accuracy"] == 1.0
+    given = hook().tl_evaluate(task="image-classification", outputs=torch.eye(2), targets=torch.arange(2),
+                               class_names=["a", "b"], options={})
+    assert given[0] == {"extra": 1.0} and given[1]["accuracy"] == 1.0  # pluggy's order: the last registered first
     err = capsys.readouterr().err
     assert "tl trace: tl_evaluate answered by 'extra-metrics': {'extra': 1.0}" in err
     assert "tl trace: tl_evaluate answered by 'tl.classification'" in err

@@ -194,9 +194,9 @@ def test_task_steps_train_a_model_that_computes_its_own_loss_and_after_step_runs
     """What domain plugins use (detection, translation): their own loss and predictions, and a hook after every
     optimizer step - here putting back row 0 of an embedding, which must stay bit-identical while the rest trains."""
     from tl_core.components import LayerGroup
+    from tl_core.context import RunContext
     from tl_core.policies import FineTune
     from tl_core.sections import TrainConfig
-    from tl_core.context import RunContext
     from tl_core.train import TaskSteps, run_trainer
 
     torch.manual_seed(0)

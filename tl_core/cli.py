@@ -147,11 +147,13 @@ def inspect(
     from tl_core.recipe import load_recipe
 
     rows = inspect_recipe(load_recipe(recipe, set_), epoch)
+    for row in rows:
+        row["frozen"] = row["parameters"] - row["trainable_parameters"]
     _emit(rows, as_json, f"{recipe} at epoch {epoch}",
-          ["group", "prefixes", "parameters", "trainable", "batchnorm", "lr"])
+          ["group", "prefixes", "parameters", "frozen", "trainable", "batchnorm", "lr"])
     if not as_json:
         total = sum(r["parameters"] for r in rows)
-        trainable = sum(r["parameters"] for r in rows if r["trainable"])
+        trainable = sum(r["trainable_parameters"] for r in rows)
         out.print(f"trainable {trainable:,} / {total:,} parameters ({total - trainable:,} frozen)")
 
 
@@ -240,9 +242,9 @@ def _add_plugin_commands() -> None:
     if _plugin_commands_added:
         return
     _plugin_commands_added = True
-    from tl_core.plugins import call_each
+    from tl_core.plugins import hook
 
-    call_each("tl_add_commands", cli=app)
+    hook().tl_add_commands(cli=app)
 
 
 def main() -> None:

@@ -7,17 +7,46 @@ registries - and therefore ``tl plugins``, ``tl backbones`` and friends - never 
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from tl_core.errors import WeightsError, did_you_mean
+from tl_core.errors import PluginError, WeightsError, did_you_mean
 
 if TYPE_CHECKING:
     import pydantic
 
     from tl_core.weights import WeightsEntry
+
+
+def resolve(reference: str, what: str) -> Any:
+    """The object a ``"module:attribute"`` reference names, imported now; a reference that does not import is a
+    :class:`PluginError` naming ``what``."""
+    module, _, attribute = reference.partition(":")
+    try:
+        return functools.reduce(getattr, attribute.split("."), importlib.import_module(module))
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise PluginError(f"{what} is {reference!r}, which cannot be imported ({type(exc).__name__}: {exc}); "
+                          "fix the plugin that registered it") from None
+
+
+class Lazy:
+    """The fields a class lists in ``lazy`` may be given as ``"module:attribute"`` strings: the object is imported
+    the first time the field is read. Registering then imports nothing an entry needs only when it is used, so
+    ``tl plugins`` and ``tl --help`` stay instant however large a plugin is."""
+
+    lazy: ClassVar[tuple[str, ...]] = ()
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if isinstance(value, str) and name in type(self).lazy:
+            what = f"{type(self).__name__} {object.__getattribute__(self, 'name')!r}: {name}"
+            value = resolve(value, what)
+            object.__setattr__(self, name, value)  # resolved once; frozen dataclasses included
+        return value
 
 
 @dataclass(frozen=True)
@@ -45,15 +74,18 @@ class LayerGroup:
 
 
 @dataclass(frozen=True)
-class BackboneSpec:
+class BackboneSpec(Lazy):
     """A pre-trainable feature extractor.
 
     ``factory()`` builds a ``torch.nn.Module`` mapping a batch of inputs to a ``(batch, feature_dim)`` tensor.
     ``layer_groups`` run from the input (stem) to the output and together cover every parameter; the freeze
     policies act on them. ``weights`` lists the entries that load into this architecture; the first is the
     default when a recipe does not name one. ``tasks`` says what it was made for (shown by ``tl backbones``);
-    other tasks may use it where their model builder can adapt it.
+    other tasks may use it where their model builder can adapt it. ``factory`` may be a ``"module:function"``
+    reference, imported when it is first used.
     """
+
+    lazy: ClassVar[tuple[str, ...]] = ("factory",)
 
     name: str
     factory: Callable[[], Any]
@@ -78,11 +110,14 @@ class BackboneSpec:
 
 
 @dataclass(frozen=True)
-class HeadSpec:
+class HeadSpec(Lazy):
     """A task head: ``factory(in_features, num_outputs, **options)`` returns a ``torch.nn.Module``.
 
-    ``options`` is a pydantic model class validating the recipe's ``head:`` keys other than ``name``.
+    ``options`` is a pydantic model class validating the recipe's ``head:`` keys other than ``name``. Either may be
+    a ``"module:attribute"`` reference, imported when it is first used.
     """
+
+    lazy: ClassVar[tuple[str, ...]] = ("factory", "options")
 
     name: str
     factory: Callable[..., Any]
@@ -92,16 +127,25 @@ class HeadSpec:
 
 
 @dataclass(frozen=True)
-class DataFormat:
+class DataFormat(Lazy):
     """A way of reading a data set from disk for one task.
 
     ``read(config, seed)`` reads everything the recipe's ``data:`` section names and returns the task's data
     object, splits included (the core's: :class:`tl_core.data.ClassificationData`). ``read_split(path, strict,
-    classes)`` reads one more set of the same format against a finished run's classes (``tl evaluate``).
-    Both raise :class:`tl_core.errors.DataError` for unusable data, and skip-and-count undecodable files unless
-    ``strict``. ``options`` is a pydantic model class validating the recipe's ``data.options`` mapping (for
-    example CT windows of a medical format); ``read`` finds the validated values in ``config.options``.
+    classes, options)`` reads one more set of the same format against a finished run's classes and data options
+    (``tl evaluate``; ``options`` is an instance of the format's options model). Both raise
+    :class:`tl_core.errors.DataError` for unusable data, and skip-and-count undecodable files unless ``strict``.
+    ``options`` is a pydantic model class validating the recipe's ``data.options`` mapping (for example CT windows
+    of a medical format); ``read`` finds the validated values in ``config.options``. ``transforms(input, size,
+    augment)`` - given the backbone's :class:`InputSpec` (what its weights expect: channels, mean, std), the run's
+    size and whether to augment - returns the transform applied to each item, where the task's default (for
+    images: resized crops, flips, the weights' normalisation) does not suit the data (spectrograms, say).
+
+    ``read``, ``read_split``, ``options`` and ``transforms`` may each be a ``"module:attribute"`` reference,
+    imported when it is first used, so that registering the format imports nothing.
     """
+
+    lazy: ClassVar[tuple[str, ...]] = ("read", "read_split", "options", "transforms")
 
     name: str
     task: str
@@ -109,6 +153,7 @@ class DataFormat:
     read_split: Callable[..., Any] | None = None
     options: type[pydantic.BaseModel] | None = None
     description: str = ""
+    transforms: Callable[[InputSpec, int, bool], Callable[[Any], Any]] | None = None
 
 
 @dataclass
@@ -171,3 +216,30 @@ class TaskSteps:
     predict: Callable[[Any, Any], list[Any]]
     collate: Callable[[list[Any]], Any] | None = None
     after_step: Callable[[Any], None] | None = None  # called with the (unwrapped) model after every optimizer step
+
+
+@dataclass
+class TaskSpec:
+    """How a task trains on the core's one training path (:func:`tl_core.task.train_task`): the task describes
+    itself, the path does the rest (the policy, the feature cache, the loaders, the trainer, the final plan).
+
+    ``make_dataset(split, augment)`` turns one split of the data (``data.train``, ``data.val``, ``data.test``)
+    into a dataset of ``(input, target)``. ``loss(outputs, targets)`` is the task's loss (default: cross-entropy
+    on class scores), or ``steps`` the steps of a model that computes its own (:class:`TaskSteps`).
+    ``metric_names`` are the metrics its ``tl_evaluate`` gives (default: asked of the metric plugins);
+    ``classes`` default to ``data.classes``. ``preprocessing`` (JSON-able) is recorded in the report and is part
+    of the feature-cache key. ``no_cache`` says why the backbone's features cannot be cached for this task
+    (``None``: they can be, when the policy keeps the backbone frozen and nothing random sits between the data
+    and it). ``saved`` is what the run writes as its model (default: the bundle's model; a bundle with
+    ``save_to`` saves itself). ``info`` is merged into the report.
+    """
+
+    make_dataset: Callable[[Any, bool], Any]
+    loss: Callable[[Any, Any], Any] | None = None
+    steps: TaskSteps | None = None
+    metric_names: set[str] | None = None
+    classes: list[str] | None = None
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    no_cache: str | None = None
+    saved: Any = None
+    info: dict[str, Any] = field(default_factory=dict)

@@ -38,4 +38,4 @@ class RunContext:
     def epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         """Fire ``tl_on_epoch_end`` on every plugin (trainers call this after each epoch)."""
         if self.main_process:
-            plugins.call_each("tl_on_epoch_end", ctx=self, epoch=epoch, metrics=metrics)
+            plugins.hook().tl_on_epoch_end(ctx=self, epoch=epoch, metrics=metrics)

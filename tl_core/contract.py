@@ -80,6 +80,12 @@ def evaluate_run(answer: Any) -> str | None:
     return None
 
 
+def conformance_smoke(answer: Any) -> str | None:
+    if not isinstance(answer, list | tuple) or not all(isinstance(a, str) and "=" in a for a in answer):
+        return "must return a list of --set overrides ('key.path=value') or None"
+    return None
+
+
 #: hook name -> check of one plugin's (non-None) answer
 CHECKS: dict[str, Callable[[Any], str | None]] = {
     "tl_adapt_backbone": adapt_backbone,
@@ -87,4 +93,5 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "tl_train": train,
     "tl_evaluate": evaluate,
     "tl_evaluate_run": evaluate_run,
+    "tl_conformance_smoke": conformance_smoke,
 }

@@ -1,47 +1,83 @@
-"""Image-classification data: an image folder (one sub-folder per class) or a CSV of ``path,label`` rows.
+"""Data every task shares: :class:`Samples` (items with labels), the train/val/test splits of a classification set,
+the seeded splits, CSV manifests, and the words for an image that does not decode.
 
-Reading checks that every image decodes; a file that does not is skipped, counted and named in the report, or
-- with ``data.strict: true`` - an error. Torch is imported only by the dataset and transform helpers.
+Readers of a particular kind of data live with their task: image folders and image CSVs in the built-in image
+classification plugin (:mod:`tl_core.builtin.classification.images`), DICOM and NIfTI in tl-medical, and so on.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import random
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tl_core.compat import moved
 from tl_core.errors import DataError
+from tl_core.sections import format_options
 
 if TYPE_CHECKING:
-    from tl_core.components import InputSpec
+    from tl_core.components import DataFormat
     from tl_core.sections import DataConfig
+
+# 1.1 plugins found the image-classification readers here
+__getattr__ = moved(__name__, {name: "tl_core.builtin.classification.images" for name in (
+    "read_image_folder", "read_image_csv", "ImageDataset", "transforms")})
 
 
 @dataclass
 class Samples:
-    """Decodable images with integer labels, the class names, and what was skipped (``"path: reason"``)."""
+    """Items with integer labels, the class names, and what was skipped (``"item: reason"``).
 
-    paths: list[Path]
+    An item is a file (a :class:`~pathlib.Path`: an image, a volume, a folder holding a DICOM series) or data
+    already in memory (a NumPy array or a torch tensor: a spectrogram, a generated image); the task's dataset
+    knows how to load each. ``paths`` is another name for ``items``, for readers of files."""
+
+    items: list[Any]
     labels: list[int]
     classes: list[str]
     skipped: list[str] = field(default_factory=list)
 
+    @property
+    def paths(self) -> list[Any]:
+        """The items (files, for the readers of files)."""
+        return self.items
+
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.items)
 
     def subset(self, indices: list[int]) -> Samples:
-        return Samples([self.paths[i] for i in indices], [self.labels[i] for i in indices], self.classes)
+        return Samples([self.items[i] for i in indices], [self.labels[i] for i in indices], self.classes)
 
     def fingerprint(self) -> str:
-        """A hash of the file contents and labels: the data part of the feature-cache key."""
+        """A hash of the items' contents (file bytes, or array bytes with their shape and type) and labels: the data
+        part of the feature-cache key."""
         digest = hashlib.sha256()
-        for path, label in zip(self.paths, self.labels):
+        for item, label in zip(self.items, self.labels):
             digest.update(f"{label}\0".encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+            digest.update(content_hash(item))
         return digest.hexdigest()
+
+
+def content_hash(item: Any) -> bytes:
+    """The sha256 of one item: a file's bytes, or an in-memory array's (with its shape and dtype)."""
+    if isinstance(item, (str, Path)):
+        return hashlib.sha256(Path(item).read_bytes()).digest()
+    import numpy as np
+
+    array = np.ascontiguousarray(item.detach().cpu().numpy() if hasattr(item, "detach") else np.asarray(item))
+    digest = hashlib.sha256(f"{array.shape}{array.dtype}\0".encode())
+    digest.update(array.tobytes())
+    return digest.digest()
+
+
+def is_file_item(item: Any) -> bool:
+    """True for an item that names a file (a path), False for data in memory."""
+    return isinstance(item, (str, Path))
 
 
 def image_failure(exc: BaseException) -> str:
@@ -56,20 +92,6 @@ def image_failure(exc: BaseException) -> str:
     if isinstance(exc, (UnidentifiedImageError, ModuleNotFoundError)) or "cannot identify image file" in str(exc):
         return "not an image PIL can read"
     return f"cannot be decoded ({str(exc)[:80]})"
-
-
-def _decodes(path: Path) -> str | None:
-    """``None`` when the image decodes fully, else the reason it does not."""
-    from PIL import Image
-
-    if not path.is_file():
-        return "file does not exist"
-    try:
-        with Image.open(path) as im:
-            im.load()
-    except Exception as exc:  # noqa: BLE001 - see image_failure
-        return image_failure(exc)
-    return None
 
 
 def csv_records(path: str | Path, columns: tuple[str, ...], listing: str) -> list[dict[str, str]]:
@@ -103,63 +125,6 @@ def beside(csv_file: str | Path, value: str) -> Path:
     return path if path.is_absolute() else Path(csv_file).parent / path
 
 
-def _check(rows: list[tuple[Path, str]], strict: bool, classes: list[str] | None, origin: str) -> Samples:
-    classes = classes if classes is not None else sorted({label for _, label in rows})
-    index = {c: i for i, c in enumerate(classes)}
-    paths: list[Path] = []
-    labels: list[int] = []
-    skipped: list[str] = []
-    for path, label in rows:
-        reason = _decodes(path)
-        if reason is not None:
-            if strict:
-                raise DataError(f"{path}: {reason}; remove it, or set data.strict: false to skip such files")
-            skipped.append(f"{path}: {reason}")
-            continue
-        paths.append(path)
-        labels.append(index[label])
-    if not paths:
-        raise DataError(f"{origin}: no readable images" + (f" ({len(skipped)} skipped)" if skipped else ""))
-    return Samples(paths, labels, classes, skipped)
-
-
-def read_image_folder(path: str, strict: bool = False, classes: list[str] | None = None) -> Samples:
-    """Read ``path/<class>/<image>``; ``classes`` (for a test set) fixes the class list and its order."""
-    root = Path(path)
-    if not root.is_dir():
-        raise DataError(f"data path {path} does not exist or is not a folder; set data.path to an image folder")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not folders:
-        raise DataError(f"{path}: no class sub-folders; an image folder holds one sub-folder of images per class")
-    if classes is not None:
-        unknown = [f.name for f in folders if f.name not in classes]
-        if unknown:
-            raise DataError(f"{path}: classes {unknown} were not in the training data ({', '.join(classes)})")
-    rows: list[tuple[Path, str]] = []
-    for folder in folders:
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-        if not files and classes is None:
-            raise DataError(f"class {folder.name!r} has no images (folder {folder} is empty); add images or remove it")
-        rows.extend((f, folder.name) for f in files)
-    samples = _check(rows, strict, classes, path)
-    if classes is None:
-        require_every_class(samples, path)
-    return samples
-
-
-def read_image_csv(path: str, strict: bool = False, classes: list[str] | None = None) -> Samples:
-    """Read a CSV with ``path`` and ``label`` columns; relative image paths are relative to the CSV's folder."""
-    rows = [(beside(path, r["path"]), r["label"]) for r in csv_records(path, ("path", "label"), "images")]
-    if classes is not None:
-        unknown = sorted({label for _, label in rows} - set(classes))
-        if unknown:
-            raise DataError(f"{path}: labels {unknown} were not in the training data ({', '.join(classes)})")
-    samples = _check(rows, strict, classes, path)
-    if classes is None:
-        require_every_class(samples, path)
-    return samples
-
-
 def require_every_class(samples: Samples, origin: str) -> None:
     """A classification set needs at least two classes, each with a readable example."""
     counts = [0] * len(samples.classes)
@@ -170,6 +135,14 @@ def require_every_class(samples: Samples, origin: str) -> None:
         raise DataError(f"{origin}: class {empty[0]!r} has no readable images; add images or remove the class")
     if len(samples.classes) < 2:
         raise DataError(f"{origin}: only one class ({samples.classes[0]!r}); classification needs at least two")
+
+
+def random_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices ``(train, val)``: a seeded random ``fraction`` of ``n`` in val (at least one, never all)."""
+    idx = list(range(n))
+    random.Random(seed).shuffle(idx)
+    n_val = 0 if n < 2 or fraction == 0 else min(max(1, round(n * fraction)), n - 1)
+    return sorted(idx[n_val:]), sorted(idx[:n_val])
 
 
 def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -225,42 +198,19 @@ def load_classification(config: DataConfig, seed: int, reader: Any) -> Classific
     )
 
 
-# ------------------------------------------------------------------ torch side
-
-
-def transforms(spec: InputSpec, size: int, augment: bool) -> Any:
-    """Preprocessing the weights expect: resize (shorter side to size/0.875) and centre crop, or, with
-    ``augment``, a random resized crop and a horizontal flip; then normalise with the weights' mean/std."""
-    import torch
-    from torchvision.transforms import v2
-
-    if augment:
-        geometry = [v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True), v2.RandomHorizontalFlip()]
-    else:
-        geometry = [v2.Resize(int(round(size / 0.875)), antialias=True), v2.CenterCrop(size)]
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            *geometry,
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(list(spec.mean), list(spec.std)),
-        ]
-    )
-
-
-class ImageDataset:
-    """A map-style dataset of ``(tensor, label)`` pairs, images read as RGB."""
-
-    def __init__(self, samples: Samples, transform: Any) -> None:
-        self.samples = samples
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[Any, int]:
-        from PIL import Image
-
-        with Image.open(self.samples.paths[i]) as im:
-            image = im.convert("RGB")
-        return self.transform(image), self.samples.labels[i]
+def read_new(fmt: DataFormat, path: str, config: DataConfig, classes: list[str] | None = None) -> Any:
+    """``fmt.read_split`` with a finished run's settings: its ``data.strict`` and its validated ``data.options``
+    (what ``tl evaluate`` reads new data with, so it sees the data as the run did)."""
+    if fmt.read_split is None:
+        raise DataError(f"data format {fmt.name!r} reads only whole data sets; give --data in a format that "
+                        "reads one more set (for example the run's own format's file)")
+    kwargs: dict[str, Any] = {"strict": config.strict, "classes": classes}
+    if fmt.options is not None:
+        kwargs["options"] = format_options(fmt.options, config.options)
+    accepted = inspect.signature(fmt.read_split).parameters
+    takes_all = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    if "options" in kwargs and "options" not in accepted and not takes_all:
+        warnings.warn(f"data format {fmt.name!r}: read_split takes no options, so tl evaluate reads new data with "
+                      "the format's defaults, not the run's data.options; give it an options parameter (hook "
+                      "API 2.0)", DeprecationWarning, stacklevel=2)
+    return fmt.read_split(path, **{k: v for k, v in kwargs.items() if takes_all or k in accepted})

@@ -1,22 +1,22 @@
 """Every hook of tl. The docstring of each spec is the contract; ``docs/plugin_hooks.md`` repeats it.
 
-Registration hooks receive a ``register`` callback and return nothing. They run once, lazily, the first time a
-registry is needed, and must not import torch (or MONAI, ultralytics, transformers): put heavy imports inside
-the factories they register. "Who handles this?" hooks are ``firstresult``: the first implementation that
-returns something other than ``None`` wins, and the core's own implementation runs last. Event hooks are called
-on every plugin; their return values are ignored.
+pluggy calls every hook. Registration hooks receive a ``register`` callback and return nothing. They run once,
+lazily, the first time a registry is needed, and must not import torch (or MONAI, ultralytics, transformers): put
+heavy imports inside the factories they register. "Who handles this?" hooks are ``firstresult``: the first
+implementation that returns something other than ``None`` wins, and the core's own implementation runs last.
+Event hooks are called on every plugin; their return values are ignored. Hook wrappers are allowed on every hook
+but the registration hooks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tl_core import hookspec
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import torch
     import typer
 
@@ -102,12 +102,13 @@ def tl_train(recipe: Recipe, model: Any, data: Any, ctx: RunContext) -> TrainRes
 
 @hookspec
 def tl_evaluate(
-    task: str, outputs: torch.Tensor, targets: torch.Tensor, class_names: list[str]
+    task: str, outputs: torch.Tensor, targets: torch.Tensor, class_names: list[str], options: Mapping[str, Any]
 ) -> Mapping[str, float] | None:
     """Return metrics for ``task`` computed from model ``outputs`` and ``targets``, or ``None``.
 
-    Every plugin's answer is merged into one dict (later plugins cannot overwrite an earlier key). The core
-    answers for ``image-classification`` with accuracy, balanced accuracy and macro F1.
+    ``options`` is the run's validated ``data.options`` (a decision threshold, say); an implementation may leave
+    the parameter out. Every plugin's answer is merged into one dict (later plugins cannot overwrite an earlier
+    key). The core answers for ``image-classification`` with accuracy, balanced accuracy and macro F1.
     """
 
 
@@ -119,6 +120,17 @@ def tl_evaluate_run(run_dir: Path, report: Mapping[str, Any], data: str) -> Mapp
     model from what the run wrote, score it, and return ``{"items": n, "unit": "...", "skipped": [...],
     "metrics": {...}}`` (anything else JSON-able may be added). The core writes the answer to
     ``RUN/evaluations/<name>.json`` and prints it; it answers for ``image-classification`` itself.
+    """
+
+
+@hookspec(firstresult=True)
+def tl_conformance_smoke(recipe_name: str, folder: Path) -> list[str] | None:
+    """Tiny data for tl's conformance suite (and the ``tl_tiny_data`` fixture): write a few items for the recipe
+    called ``recipe_name`` into ``folder``, in the recipe's own data format, and return the ``--set`` overrides
+    that point the recipe at them (``["data.path=...", ...]``); or ``None`` for recipes that are not yours.
+
+    The suite then trains the recipe for one short epoch on the CPU, with its own data format and, where they
+    can be had offline, its own weights.
     """
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from tl_core.components import BackboneSpec, InputSpec
-from tl_core.errors import TLError, WeightsError
-from tl_core.weights import LoadReport, WeightsEntry, is_path, load_into, local_entry
+from tl_core.errors import TLError
+from tl_core.plugins import hook, registry
+from tl_core.weights import LoadReport, WeightsEntry, load_into, resolve_weights
+
+if TYPE_CHECKING:
+    from tl_core.sections import Recipe
 
 
 class Pooled(nn.Module):
@@ -55,33 +59,18 @@ class BuiltBackbone:
                          self.spec.input.spatial_dims)
 
 
-def resolve_weights(spec: BackboneSpec, weights: str | None) -> WeightsEntry | None:
-    """The entry a recipe's ``backbone.weights`` names: ``default``, an entry name, a path, or ``none``."""
-    if weights is None or weights.lower() == "none":
-        return None
-    if weights == "default":
-        if not spec.weights:
-            raise WeightsError(
-                f"backbone {spec.name!r} has no pre-trained weights entry; set backbone.weights to a file or 'none'"
-            )
-        return spec.weights[0]
-    if any(e.name == weights for e in spec.weights):
-        return spec.weights_entry(weights)
-    if is_path(weights):
-        return local_entry(weights, spec.name, spec.weights[0] if spec.weights else None)
-    return spec.weights_entry(weights)  # raises with suggestions
+def build_backbone(spec: BackboneSpec, weights: str | None, target: InputSpec | None = None,
+                   allow_partial: bool = False) -> BuiltBackbone:
+    """Build ``spec``'s module, load the named weights into it and adapt it to ``target`` inputs if needed.
 
-
-def build_backbone(spec: BackboneSpec, weights: str | None, target: InputSpec | None = None) -> BuiltBackbone:
-    """Build ``spec``'s module, load the named weights into it and adapt it to ``target`` inputs if needed."""
-    from tl_core.plugins import first_answer
-
+    A load that leaves most of the architecture's tensors missing or re-initialised is an error unless
+    ``allow_partial`` (a recipe's ``backbone.allow_partial``)."""
     module = spec.factory()
     entry = resolve_weights(spec, weights)
-    report = load_into(module, entry) if entry is not None else None
+    report = load_into(module, entry, allow_partial=allow_partial) if entry is not None else None
     if target is not None and (target.channels, target.spatial_dims) != (spec.input.channels,
                                                                           spec.input.spatial_dims):
-        answer = first_answer("tl_adapt_backbone", backbone=module, spec=spec, target=target)
+        answer = hook().tl_adapt_backbone(backbone=module, spec=spec, target=target)
         if answer is None:
             raise TLError(
                 f"backbone {spec.name!r} takes {spec.input.channels}-channel {spec.input.spatial_dims}D input and no "
@@ -94,8 +83,15 @@ def build_backbone(spec: BackboneSpec, weights: str | None, target: InputSpec | 
     return BuiltBackbone(module, spec, entry, report)
 
 
+def backbone_for(recipe: Recipe, target: InputSpec | None = None, weights: str | None = None) -> BuiltBackbone:
+    """The recipe's backbone, built: ``backbone.name`` from the registry, ``backbone.weights`` (or ``weights``: e.g.
+    ``"none"`` to rebuild a finished run's architecture) loaded and reported, adapted to ``target`` inputs
+    (channels, 2D/3D) when they differ from the backbone's own. Every task's model builder starts here."""
+    spec = registry("backbone").get(recipe.backbone.name)
+    return build_backbone(spec, recipe.backbone.weights if weights is None else weights, target,
+                          allow_partial=getattr(recipe.backbone, "allow_partial", False))
+
+
 def make_head(name: str, options: dict[str, Any], in_features: int, num_outputs: int) -> nn.Module:
     """Build the registry head ``name`` for ``in_features`` inputs and ``num_outputs`` outputs."""
-    from tl_core.plugins import registry
-
     return registry("head").get(name).factory(in_features, num_outputs, **options)

@@ -1,37 +1,48 @@
-"""The plugin manager: built-in plugins first, then entry points of group ``tl``.
+"""The plugin manager: built-in plugins first, then entry points of group ``tl``; pluggy does the dispatch.
 
 ``TL_PLUGINS`` is an allow-list of entry-point plugins (set but empty = none); ``TL_DISABLE_PLUGINS`` a
-block-list. Built-in plugins always load: they are the core's own behaviour. A plugin that fails to import, or
-raises in a registration hook, is recorded with its reason (see ``tl plugins``) and the others keep working. A
-plugin whose ``TL_HOOK_API`` range leaves out :data:`tl_core.HOOK_API_VERSION` is skipped as ``incompatible``.
-``TL_TRACE_PLUGINS=1`` prints every hook call, who answered and what, to stderr.
+block-list. Built-in plugins always load: they are the core's own behaviour. A plugin whose ``TL_HOOK_API``
+range leaves out :data:`tl_core.HOOK_API_VERSION` (and every older version this tl still runs) is skipped as
+``incompatible``.
+
+Every hook is called through pluggy (:func:`hook` returns ``pm.hook``), so the specs' ``firstresult`` holds and
+hook wrappers run. tl's side of the contract travels with each implementation instead: when a plugin is
+registered, each of its hook implementations is wrapped (:class:`Contracted`) so that
+
+- an answering hook's answer is checked against its declared shape (:mod:`tl_core.contract`): a wrong one ends
+  in one :class:`PluginError` line naming the plugin;
+- an event hook that raises switches its plugin off (named, with the reason) and the others go on;
+- a registration hook hands back what it registered, so that the registry knows who registered what, and a
+  plugin whose registration raises keeps nothing.
+
+``TL_TRACE_PLUGINS=1`` prints every hook call through pluggy's own hook-call monitor, and each answer with the
+plugin that gave it, to stderr.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from tl_core import HOOK_API_VERSION, NAME, hookspecs
+from tl_core import HOOK_API_VERSION, NAME, hookimpl, hookspecs
 from tl_core.contract import CHECKS
 from tl_core.errors import PluginError
 from tl_core.registry import Registry
 
-BUILTIN_PLUGINS = (
-    "tl_core.builtin.vision",
-    "tl_core.builtin.heads",
-    "tl_core.builtin.policies",
-    "tl_core.builtin.data",
-    "tl_core.builtin.recipes",
-    "tl_core.builtin.classification",
-)
+BUILTIN_PLUGINS = {
+    "tl.policies": "tl_core.builtin.policies",
+    "tl.classification": "tl_core.builtin.classification.plugin",
+}
 
 #: registry kind -> the registration hook that fills it
 REGISTRATION_HOOKS = {
@@ -41,6 +52,9 @@ REGISTRATION_HOOKS = {
     "data format": "tl_register_datasets",
     "recipe": "tl_register_recipes",
 }
+EVENT_HOOKS = ("tl_on_run_start", "tl_on_epoch_end", "tl_on_run_end", "tl_add_commands")
+#: older hook APIs whose plugins this tl still runs (names that moved warn; see tl_core.compat)
+LEGACY_HOOK_APIS = ("1.1", "1.0")
 
 
 @dataclass
@@ -66,6 +80,187 @@ pm.add_hookspecs(hookspecs)
 _plugins: dict[str, PluginInfo] = {}
 _loaded = False
 _registries: dict[str, Registry[Any]] = {}
+_filling: set[str] = set()  # registries whose registration hooks are running
+_undo_trace: Callable[[], None] | None = None
+
+
+# ------------------------------------------------------------------ versions
+
+
+def incompatibility(module: object) -> str | None:
+    """Why ``module`` cannot be used with this tl (its ``TL_HOOK_API`` range), or ``None``."""
+    wanted = getattr(module, "TL_HOOK_API", None)
+    if wanted is None:
+        return None
+    try:
+        spec = SpecifierSet(str(wanted))
+    except InvalidSpecifier:
+        return f"TL_HOOK_API {wanted!r} is not a version range (write it like '>=2.0,<3')"
+    if HOOK_API_VERSION in spec or any(v in spec for v in LEGACY_HOOK_APIS):
+        return None
+    return f"needs tl hook API {wanted}; this tl has {HOOK_API_VERSION} (upgrade the plugin or tl)"
+
+
+def legacy_api(module: object) -> str | None:
+    """The older hook API a plugin was written for, when its ``TL_HOOK_API`` range leaves out this one."""
+    wanted = getattr(module, "TL_HOOK_API", None)
+    try:
+        spec = SpecifierSet(str(wanted)) if wanted is not None else None
+    except InvalidSpecifier:
+        return None
+    if spec is None or HOOK_API_VERSION in spec:
+        return None
+    return next((v for v in LEGACY_HOOK_APIS if v in spec), None)
+
+
+# ------------------------------------------------------------------ tracing
+
+
+def _tracing() -> bool:
+    return os.environ.get("TL_TRACE_PLUGINS", "").strip() not in ("", "0")
+
+
+def _short(value: Any, limit: int = 100) -> str:
+    text = " ".join(repr(value).split())  # one line, however the object prints itself
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _say(line: str) -> None:
+    if _tracing():
+        print(f"tl trace: {line}", file=sys.stderr)
+
+
+def _trace() -> None:
+    """pluggy's hook-call monitor prints each call (with its arguments) and its overall answer to stderr; the
+    contract wrappers add which plugin gave each answer."""
+    global _undo_trace
+
+    def before(hook_name: str, hook_impls: Any, kwargs: dict[str, Any]) -> None:
+        args = ", ".join(f"{k}={_short(v, 60)}" for k, v in kwargs.items() if k != "register")
+        n = sum(1 for impl in hook_impls if not (impl.hookwrapper or impl.wrapper))
+        print(f"tl trace: {hook_name}({args}) -> {n} implementations", file=sys.stderr)
+
+    def after(outcome: Any, hook_name: str, hook_impls: Any, kwargs: dict[str, Any]) -> None:
+        exc = outcome.exception
+        if exc is not None:
+            print(f"tl trace: {hook_name} raised {type(exc).__name__}: {_short(str(exc))}", file=sys.stderr)
+        elif not hook_name.startswith("tl_register_"):  # registrations answer through register()
+            print(f"tl trace: {hook_name} answered {_short(outcome.get_result())}", file=sys.stderr)
+
+    if _undo_trace is None:
+        _undo_trace = pm.add_hookcall_monitoring(before, after)
+
+
+# ------------------------------------------------------------------ tl's side of each implementation
+
+
+@dataclass
+class Registered:
+    """What a plugin's registration hook handed back: the items it registered, or what it raised."""
+
+    plugin: str
+    items: list[Any]
+    error: BaseException | None = None
+
+
+def _registration(hook: str, plugin: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def implementation(*args: Any, **kwargs: Any) -> Registered:
+        staged: list[Any] = []
+        try:
+            function(register=staged.append)
+        except Exception as exc:  # a plugin's failure is its own: recorded, and the others keep working
+            return Registered(plugin, [], exc)
+        return Registered(plugin, staged)
+
+    return implementation
+
+
+def _answering(hook: str, plugin: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    check = CHECKS.get(hook)
+
+    @functools.wraps(function)
+    def implementation(*args: Any, **kwargs: Any) -> Any:
+        try:
+            answer = function(*args, **kwargs)
+        except Exception as exc:
+            _say(f"{hook} raised by {plugin!r}: {type(exc).__name__}: {_short(str(exc))}")
+            raise
+        if answer is None:
+            return None
+        _say(f"{hook} answered by {plugin!r}: {_short(answer)}")
+        problem = check(answer) if check is not None else None
+        if problem:
+            raise PluginError(
+                f"plugin {plugin!r} broke the {hook} contract: it answered {_short(answer, 60)}, but {hook} "
+                f"{problem} (docs/plugin_hooks.md); update the plugin, or switch it off with "
+                f"TL_DISABLE_PLUGINS={plugin}"
+            )
+        return answer
+
+    return implementation
+
+
+def _event(hook: str, plugin: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def implementation(*args: Any, **kwargs: Any) -> None:
+        try:
+            function(*args, **kwargs)
+        except Exception as exc:  # KeyboardInterrupt and other BaseExceptions still stop the run
+            _switch_off(plugin, f"{hook} raised {type(exc).__name__}: {exc}")
+
+    return implementation
+
+
+def _legacy_smoke(plugin: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """Hook API 1.1 looked for a plain module function ``tl_conformance_smoke(recipe, folder)``; 2.0 makes it a
+    hook. The old function keeps working, registered as the hook, with a warning."""
+    warnings.warn(
+        f"plugin {plugin!r}: tl_conformance_smoke is a hook since tl hook API 2.0; mark it with @hookimpl and name "
+        "its parameters (recipe_name, folder)", DeprecationWarning, stacklevel=2,
+    )
+
+    @hookimpl
+    def tl_conformance_smoke(recipe_name: str, folder: Any) -> Any:
+        return function(recipe_name, folder)
+
+    return tl_conformance_smoke
+
+
+class Contracted:
+    """A plugin as tl registers it with pluggy: each of its hook implementations, wrapped with tl's side of the
+    contract (see the module docstring). Hook wrappers (``wrapper=True``, ``hookwrapper=True``) are passed on
+    as they are; they are refused on the registration hooks, whose results are tl's own bookkeeping."""
+
+    def __init__(self, plugin: object, name: str) -> None:
+        self.plugin = plugin
+        self.tl_plugin_name = name
+        for attr in dir(plugin):
+            opts = pm.parse_hookimpl_opts(plugin, attr)
+            if opts is None:
+                if attr == "tl_conformance_smoke" and callable(getattr(plugin, attr, None)):
+                    setattr(self, attr, _legacy_smoke(name, getattr(plugin, attr)))
+                continue
+            function = getattr(plugin, attr)
+            hook = opts.get("specname") or attr
+            if opts.get("wrapper") or opts.get("hookwrapper"):
+                if hook in REGISTRATION_HOOKS.values():
+                    raise pluggy.PluginValidationError(
+                        plugin, f"{hook}: hook wrappers are not allowed on registration hooks (call register())"
+                    )
+                setattr(self, attr, function)
+            elif hook in REGISTRATION_HOOKS.values():
+                setattr(self, attr, _registration(hook, name, function))
+            elif hook in EVENT_HOOKS:
+                setattr(self, attr, _event(hook, name, function))
+            else:
+                setattr(self, attr, _answering(hook, name, function))
+
+    def __repr__(self) -> str:
+        return f"<tl plugin {self.tl_plugin_name!r}: {self.plugin!r}>"
+
+
+# ------------------------------------------------------------------ loading
 
 
 def _env_list(var: str) -> set[str] | None:
@@ -75,37 +270,34 @@ def _env_list(var: str) -> set[str] | None:
     return {p.strip() for p in value.split(",") if p.strip()}
 
 
-def incompatibility(module: object) -> str | None:
-    """Why ``module`` cannot be used with this tl (its ``TL_HOOK_API`` range), or ``None``."""
-    wanted = getattr(module, "TL_HOOK_API", None)
-    if wanted is None:
-        return None
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
-    try:
-        spec = SpecifierSet(str(wanted))
-    except InvalidSpecifier:
-        return f"TL_HOOK_API {wanted!r} is not a version range (write it like '>=1.0,<2')"
-    if HOOK_API_VERSION in spec:
-        return None
-    return f"needs tl hook API {wanted}; this tl has {HOOK_API_VERSION} (upgrade the plugin or tl)"
-
-
 def _register(name: str, module: object, info: PluginInfo) -> None:
     reason = incompatibility(module)
     if reason is not None:
         info.status, info.reason = "incompatible", reason
         _plugins[name] = info
         return
+    legacy = legacy_api(module)
     try:
-        pm.register(module, name=name)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DeprecationWarning)
+            contracted = Contracted(module, name)
+        pm.register(contracted, name=name)
         pm.check_pending()
     except Exception as exc:  # a hookimpl with a wrong name or signature
-        if pm.is_registered(module):
-            pm.unregister(module)
+        if pm.get_plugin(name) is not None:
+            pm.unregister(name=name)
         info.status, info.reason = "failed", f"{type(exc).__name__}: {exc}"
     else:
-        info.hooks = sorted(h.name for h in pm.get_hookcallers(module) or [])
+        info.hooks = sorted(h.name for h in pm.get_hookcallers(contracted) or [])
+        notes = [str(w.message) for w in caught]
+        if legacy:
+            notes.insert(0, f"written for tl hook API {legacy} (TL_HOOK_API {module.TL_HOOK_API!r}); runs on "  # type: ignore[attr-defined]
+                            f"{HOOK_API_VERSION} through its compatibility layer: update the plugin to 2.0 "
+                            "(docs/writing_plugins.md, 'Migrating from hook API 1.1')")
+        if notes:
+            info.reason = "; ".join(notes)
+            for note in notes:
+                warnings.warn(note, DeprecationWarning, stacklevel=2)
     _plugins[name] = info
 
 
@@ -117,9 +309,8 @@ def load_plugins() -> None:
     _loaded = True
     if _tracing():
         _trace()
-    for modname in BUILTIN_PLUGINS:
-        short = modname.rsplit(".", 1)[-1]
-        _register(f"tl.{short}", importlib.import_module(modname), PluginInfo(f"tl.{short}", modname, builtin=True))
+    for name, modname in BUILTIN_PLUGINS.items():
+        _register(name, importlib.import_module(modname), PluginInfo(name, modname, builtin=True))
 
     allow, block = _env_list("TL_PLUGINS"), _env_list("TL_DISABLE_PLUGINS") or set()
     for ep in entry_points(group=NAME):
@@ -142,34 +333,10 @@ def load_plugins() -> None:
         _plugins[name] = PluginInfo(name, "?", status="missing", reason="named in TL_PLUGINS but not installed")
 
 
-_undo_trace: Callable[[], None] | None = None
-
-
-def _short(value: Any, limit: int = 100) -> str:
-    text = " ".join(repr(value).split())  # one line, however the object prints itself
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _trace() -> None:
-    """Print each hook call (with its arguments), and each answer with the plugin that gave it, to stderr."""
-    global _undo_trace
-
-    def before(hook_name: str, hook_impls: Any, kwargs: dict[str, Any]) -> None:
-        args = ", ".join(f"{k}={_short(v, 60)}" for k, v in kwargs.items() if k != "register")
-        print(f"tl trace: {hook_name}({args}) -> {len(hook_impls)} implementations", file=sys.stderr)
-
-    def after(outcome: Any, hook_name: str, hook_impls: Any, kwargs: dict[str, Any]) -> None:
-        exc = outcome.exception
-        if exc is not None:
-            print(f"tl trace: {hook_name} raised {type(exc).__name__}: {_short(str(exc))}", file=sys.stderr)
-            return
-        result = outcome.get_result()
-        if hook_name.startswith("tl_register_"):
-            return  # registrations answer through register(); the registries list what they got
-        print(f"tl trace: {hook_name} answered {_short(result)}", file=sys.stderr)
-
-    if _undo_trace is None:
-        _undo_trace = pm.add_hookcall_monitoring(before, after)
+def hook() -> pluggy.HookRelay:
+    """``pm.hook``, with every plugin loaded: the core calls every hook through it."""
+    load_plugins()
+    return pm.hook
 
 
 def register_plugin(module: object, name: str) -> None:
@@ -186,9 +353,8 @@ def register_plugin(module: object, name: str) -> None:
 
 def unregister_plugin(name: str) -> None:
     """Remove a plugin registered with :func:`register_plugin` and forget filled registries."""
-    plugin = pm.get_plugin(name)
-    if plugin is not None:
-        pm.unregister(plugin)
+    if pm.get_plugin(name) is not None:
+        pm.unregister(name=name)
     _plugins.pop(name, None)
     _registries.clear()
 
@@ -201,118 +367,59 @@ def plugins() -> list[PluginInfo]:
     return list(_plugins.values())
 
 
-def _switch_off(plugin: object, name: str, reason: str) -> None:
-    """Record a plugin's failure and unregister it, so that none of its hooks runs half-working; registries it
-    already filled are refilled without it on next use."""
+def _switch_off(name: str, reason: str) -> None:
+    """Record a plugin's failure and unregister it, so that none of its hooks runs half-working; every registry
+    already filled is filled again without it on next use, so nothing it registered stays."""
     info = _plugins.get(name)
     if info is not None:
         info.status, info.reason = "failed", reason
-    if pm.is_registered(plugin):
-        pm.unregister(plugin)
-    for kind in [k for k in _registries]:
-        del _registries[kind]
+    if pm.get_plugin(name) is not None:
+        pm.unregister(name=name)
+    _registries.clear()
     print(f"tl: plugin {name!r} switched off: {reason}", file=sys.stderr)
 
 
-def _tracing() -> bool:
-    return os.environ.get("TL_TRACE_PLUGINS", "").strip() not in ("", "0")
-
-
-def _say(line: str) -> None:
-    if _tracing():
-        print(f"tl trace: {line}", file=sys.stderr)
-
-
-def _implementations(hookname: str, kwargs: dict[str, Any], calling_order: bool = True) -> list[Any]:
-    """The hook's implementations (hook wrappers left out), in pluggy's calling order (the last registered first,
-    ``tryfirst``/``trylast`` honoured) or in registration order; traces the call. The core calls every hook
-    through this, one implementation at a time, so it knows which plugin answered or raised."""
-    load_plugins()
-    impls = [i for i in getattr(pm.hook, hookname).get_hookimpls() if not (i.hookwrapper or i.wrapper)]
-    if calling_order:
-        impls.reverse()
-    args = ", ".join(f"{k}={_short(v, 60)}" for k, v in kwargs.items() if k != "register")
-    _say(f"{hookname}({args}) -> {len(impls)} implementations")
-    return impls
-
-
-def answers(hookname: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
-    """``(plugin name, answer)`` for each plugin that answers ``hookname`` (``None`` answers left out), in pluggy's
-    calling order (the last registered first, ``tryfirst``/``trylast`` honoured), each answer checked against the
-    hook's contract (:mod:`tl_core.contract`): a wrong shape raises :class:`PluginError` naming the plugin.
-
-    The core calls its answering hooks through this and :func:`first_answer` rather than ``pm.hook``, so that an
-    answer can be traced to the plugin that gave it (``TL_TRACE_PLUGINS=1`` prints each)."""
-    check = CHECKS.get(hookname)
-    for impl in _implementations(hookname, kwargs):
-        name = impl.plugin_name
-        try:
-            answer = impl.function(**{k: kwargs[k] for k in impl.argnames})
-        except Exception as exc:
-            _say(f"{hookname} raised by {name!r}: {type(exc).__name__}: {_short(str(exc))}")
-            raise
-        if answer is None:
-            continue
-        _say(f"{hookname} answered by {name!r}: {_short(answer)}")
-        problem = check(answer) if check is not None else None
-        if problem:
-            raise PluginError(
-                f"plugin {name!r} broke the {hookname} contract: it answered {_short(answer, 60)}, but {hookname} "
-                f"{problem} (docs/plugin_hooks.md); update the plugin, or switch it off with TL_DISABLE_PLUGINS={name}"
-            )
-        yield name, answer
-
-
-def first_answer(hookname: str, **kwargs: Any) -> Any:
-    """The first plugin's answer to a ``firstresult`` hook, checked as :func:`answers` does; ``None`` if none."""
-    for _, answer in answers(hookname, **kwargs):
-        return answer
-    return None
-
-
-def call_each(hookname: str, **kwargs: Any) -> None:
-    """Call an event hook on every plugin; a plugin that raises is switched off and named, the others go on.
-
-    ``KeyboardInterrupt`` and other ``BaseException``s still stop the run.
-    """
-    for impl in _implementations(hookname, kwargs):
-        try:
-            impl.function(**{k: kwargs[k] for k in impl.argnames})
-        except Exception as exc:
-            name = _plugin_name(impl.plugin)
-            _switch_off(impl.plugin, name, f"{hookname} raised {type(exc).__name__}: {exc}")
-
-
-def _plugin_name(plugin: object) -> str:
-    return pm.get_name(plugin) or repr(plugin)
+def _no_register(item: Any) -> None:
+    raise PluginError("register() is handed to each registration hook by tl; it cannot be called from here")
 
 
 def registry(kind: str) -> Registry[Any]:
     """The registry of ``kind`` (``backbone``, ``head``, ``policy``, ``data format``, ``recipe``), filled once.
 
-    Each plugin's registration hook runs on its own: what it registered is kept only if it returned normally,
-    and an exception (a duplicate name included) is recorded against that plugin alone.
+    Each plugin's registration hook runs through pluggy; what it registered is kept only if it returned normally,
+    and an exception (a duplicate name included) switches that plugin alone off. A registration hook that looks up
+    the registry it is filling gets a :class:`PluginError` (and is switched off): the registry does not exist yet.
     """
     if kind in _registries:
         return _registries[kind]
-    reg: Registry[Any] = Registry(kind)
     hookname = REGISTRATION_HOOKS[kind]
-    for impl in _implementations(hookname, {}, calling_order=False):  # built-ins first
-        name = _plugin_name(impl.plugin)
-        collected: list[Any] = []
-        register: Callable[[Any], None] = collected.append
+    if kind in _filling:
+        raise PluginError(
+            f"the {kind} registry was looked up inside a {hookname} hook, which is filling it: a registration hook "
+            "cannot look up what is being registered; to reuse a core backbone take tl_core.api.core_backbone(name), "
+            "or look the registry up later, in a factory or a hook that runs after registration"
+        )
+    load_plugins()
+    _filling.add(kind)
+    try:
+        answers: list[Registered] = getattr(pm.hook, hookname)(register=_no_register)
+    finally:
+        _filling.discard(kind)
+    reg: Registry[Any] = Registry(kind)
+    for answer in reversed(answers):  # registration order: built-ins first
         try:
-            impl.function(register=register)
+            if answer.error is not None:
+                raise answer.error
             staged: Registry[Any] = Registry(kind)
-            for item in collected:
-                staged.register(item.name, item, plugin=name)  # catches duplicates within the plugin
+            for item in answer.items:
+                staged.register(item.name, item, plugin=answer.plugin)  # catches duplicates within the plugin
                 if item.name in reg:
-                    reg.register(item.name, item, plugin=name)  # raises: duplicate across plugins
+                    reg.register(item.name, item, plugin=answer.plugin)  # raises: duplicate across plugins
         except Exception as exc:
-            _switch_off(impl.plugin, name, f"{hookname} raised {type(exc).__name__}: {exc}")
+            _switch_off(answer.plugin, f"{hookname} raised {type(exc).__name__}: {exc}")
             continue
-        for item in collected:
-            reg.register(item.name, item, plugin=name)
+        for item in answer.items:
+            reg.register(item.name, item, plugin=answer.plugin)
     _registries[kind] = reg
     return reg
 

@@ -18,7 +18,7 @@ statistics, silently changing the "frozen" backbone - the bug several toolkits s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -98,6 +98,22 @@ class FreezePolicy:
     def frozen_throughout(self) -> bool:
         """True when the backbone never trains and its BatchNorm never updates: its features can be cached."""
         return False
+
+    def scratch(self) -> dict[str, Any]:
+        """The recipe's ``policy:`` section for the from-scratch comparison (``compare.scratch``): this policy's
+        train-everything variant. There are no pre-trained weights to protect, so by default every layer trains at
+        the recipe's learning rate with BatchNorm training - ``fine-tune`` without its backbone multiplier or
+        layer-wise decay. A policy whose from-scratch twin should differ says so here."""
+        return {"name": "fine-tune", "backbone_lr_mult": 1.0, "layer_decay": 1.0, "bn": "train"}
+
+    def loss_term(self, model: nn.Module) -> Callable[[nn.Module], torch.Tensor] | None:
+        """A loss term this policy adds to every training batch, or ``None`` (the default).
+
+        Called once before training, with the model as built (pre-trained weights loaded; ``model.backbone`` and
+        ``model.head``). Return a function of the model being trained that gives a scalar tensor: the trainer adds
+        it to the task's loss before every backward pass, and records its mean per epoch as ``train_penalty``.
+        L2-SP (Li et al. 2018), which pulls the backbone towards its pre-trained weights, is the classic use."""
+        return None
 
     def _lrs(self, n_groups: int) -> list[float]:
         opts = self.options

@@ -16,10 +16,11 @@ from rich.console import Console
 from tl_core import context
 from tl_core.compat import moved
 from tl_core.errors import RunError, TLError
-from tl_core.plugins import call_each, first_answer, load_plugins, registry
+from tl_core.plugins import hook, registry
 from tl_core.recipe import validate
 from tl_core.report import build_report, write_run
 from tl_core.sections import Recipe
+from tl_core.task import make_policy
 from tl_core.train import checkpoint_exists, resolve_device, resolve_precision
 
 # 1.1 plugins found these here
@@ -71,7 +72,6 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     """
     from accelerate import PartialState
 
-    load_plugins()
     console = console or Console(stderr=True)
     device = resolve_device(recipe.train.device)
     precision = resolve_precision(recipe.train.amp, device)  # fail before any work
@@ -84,7 +84,7 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     data = fmt.read(recipe.data, recipe.train.seed)
     t_data = time.perf_counter()
     seed_everything(recipe.train.seed)  # the new head's initial weights come from the seed too
-    model = first_answer("tl_build_model", recipe=recipe, data=data)
+    model = hook().tl_build_model(recipe=recipe, data=data)
     if model is None:
         raise TLError(f"no installed plugin builds models for task {recipe.task!r}; install the plugin for it")
     t_model = time.perf_counter()
@@ -96,8 +96,8 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     for line in getattr(data, "skipped", [])[:5]:
         ctx.log(f"[yellow]skipped[/] {line}")
     if ctx.main_process:
-        call_each("tl_on_run_start", ctx=ctx)
-    result = first_answer("tl_train", recipe=recipe, model=model, data=data, ctx=ctx)
+        hook().tl_on_run_start(ctx=ctx)
+    result = hook().tl_train(recipe=recipe, model=model, data=data, ctx=ctx)
     if result is None:
         raise TLError(f"no installed plugin trains task {recipe.task!r}")
     scratch = None
@@ -116,7 +116,7 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     report.update({k: v for k, v in ctx.info.items() if k not in report})
     if ctx.main_process:
         write_run(out, report, result.model)
-        call_each("tl_on_run_end", ctx=ctx, report=report)
+        hook().tl_on_run_end(ctx=ctx, report=report)
     process.wait_for_everyone()
     return report
 
@@ -140,10 +140,11 @@ def seed_everything(seed: int) -> None:
 
 
 def scratch_recipe(recipe: Recipe) -> Recipe:
-    """The same architecture and budget from random init: every layer trains, at the recipe's learning rate."""
+    """The same architecture and budget from random init, under the policy's train-everything variant
+    (:meth:`FreezePolicy.scratch`: by default every layer trains, at the recipe's learning rate)."""
     data = recipe.resolved()
     data["backbone"]["weights"] = "none"
-    data["policy"] = {"name": "fine-tune", "backbone_lr_mult": 1.0, "layer_decay": 1.0, "bn": "train"}
+    data["policy"] = make_policy(recipe).scratch()
     data["compare"]["scratch"] = False
     return validate(data, "scratch comparison")
 
@@ -151,13 +152,13 @@ def scratch_recipe(recipe: Recipe) -> Recipe:
 def train_scratch(recipe: Recipe, data: Any, out: Path, resume: bool, quiet: bool, console: Console) -> Any:
     srecipe = scratch_recipe(recipe)
     seed_everything(srecipe.train.seed)
-    model = first_answer("tl_build_model", recipe=srecipe, data=data)
+    model = hook().tl_build_model(recipe=srecipe, data=data)
     from accelerate import PartialState
 
     main = PartialState().is_main_process
     ctx = context.RunContext(recipe=srecipe, out=out, resume=resume and (out / "checkpoints").is_dir(),
-                     console=console, quiet=quiet or not main, name="scratch", main_process=main)
+                             console=console, quiet=quiet or not main, name="scratch", main_process=main)
     ctx.log("[bold]from-scratch comparison[/]: same architecture and budget, random init, every layer trains")
-    result = first_answer("tl_train", recipe=srecipe, model=model, data=data, ctx=ctx)
+    result = hook().tl_train(recipe=srecipe, model=model, data=data, ctx=ctx)
     result.info["recipe_changes"] = {"backbone.weights": "none", "policy": srecipe.policy.model_dump()}
     return result

@@ -37,6 +37,23 @@ def write_digits(out: Path, per_class: int, test_per_class: int, seed: int = 0, 
     return counts
 
 
+def write_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 6,
+                       size: int = 24, seed: int = 0) -> Path:
+    """``root/<class>/<n>.png``: small images whose colour depends on the class (a learnable task)."""
+
+    from PIL import Image
+
+    rng = random.Random(seed)
+    for k, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            base = (60 + 150 * (k % 2), 60 + 80 * (k % 3), 200 - 140 * (k % 2))
+            colour = tuple(min(255, max(0, c + rng.randint(-25, 25))) for c in base)
+            Image.new("RGB", (size, size), colour).save(folder / f"{i}.png")
+    return root
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=["digits"])

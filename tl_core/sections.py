@@ -23,6 +23,9 @@ class BackboneConfig(_Section):
     weights: str | None = Field(
         "default", description="weights entry name, a path to a local file, or 'none' for random init"
     )
+    allow_partial: bool = Field(
+        False, description="train even when the weights leave most of the backbone's tensors missing or re-initialised"
+    )
 
     @property
     def random_init(self) -> bool:

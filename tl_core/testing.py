@@ -44,11 +44,14 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tl_core.sample_data import write_image_folder
 
 OPTION = "--tl-conformance"
 
@@ -164,24 +167,6 @@ def tl_tiny_backbone(tl_plugin: Callable[..., Any]) -> Any:
     return spec
 
 
-def write_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 6,
-                       size: int = 24, seed: int = 0) -> Path:
-    """``root/<class>/<n>.png``: small images whose colour depends on the class (a learnable task)."""
-    import random
-
-    from PIL import Image
-
-    rng = random.Random(seed)
-    for k, name in enumerate(classes):
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            base = (60 + 150 * (k % 2), 60 + 80 * (k % 3), 200 - 140 * (k % 2))
-            colour = tuple(min(255, max(0, c + rng.randint(-25, 25))) for c in base)
-            Image.new("RGB", (size, size), colour).save(folder / f"{i}.png")
-    return root
-
-
 @pytest.fixture
 def tl_image_folder(tmp_path: Path) -> Callable[..., Path]:
     """``tl_image_folder(classes=("cat", "dog"), per_class=6)``: a tiny image folder under ``tmp_path``."""
@@ -196,28 +181,49 @@ SHORT_RUN = ["train.epochs=1", "train.batch_size=4", "train.device=cpu", "compar
              "train.patience=null"]
 
 
-def tiny_data(recipe_name: str, folder: Path) -> list[str] | None:
-    """Tiny data for ``recipe_name``'s task, written into ``folder``: the ``--set`` overrides that point the recipe
-    at it, followed by :data:`SHORT_RUN` (one epoch of batch 4 on the CPU); ``None`` when there is none.
+class ConformanceSwap(UserWarning):
+    """Something the conformance suite swapped out of a recipe for its tiny run (its data format, its weights), and
+    why: shown in pytest's warnings summary, so that what was not tested is said."""
 
-    The recipe's own plugin answers first, through a module-level ``tl_conformance_smoke(recipe_name, folder)``
-    that returns overrides (or ``None``); an image-classification recipe otherwise gets a two-class image folder
-    and trains from random init (no weights download)."""
-    from tl_core.plugins import plugins, registry
+
+def tiny_data(recipe_name: str, folder: Path) -> list[str] | None:
+    """Tiny data for ``recipe_name``, written into ``folder``: the ``--set`` overrides that point the recipe at it,
+    followed by :data:`SHORT_RUN` (one epoch of batch 4 on the CPU); ``None`` when no plugin has tiny data for it.
+
+    The plugins answer ``tl_conformance_smoke`` with data in the recipe's own format (the core answers for its
+    image-folder and image-CSV formats). An image-classification recipe of another format that no plugin answers
+    for trains on an image folder instead; weights that cannot be had offline are swapped for random init. Each
+    swap is a :class:`ConformanceSwap` warning that names it and says why."""
+    from tl_core.errors import WeightsError
+    from tl_core.plugins import hook, registry
     from tl_core.recipe import load_recipe
+    from tl_core.weights import offline_reason, resolve_weights
 
     recipe = load_recipe(recipe_name)
-    owner = registry("recipe").owner(recipe_name) if recipe_name in registry("recipe") else None
-    module = sys.modules.get(next((p.module for p in plugins() if p.name == owner), ""))
-    smoke = getattr(module, "tl_conformance_smoke", None)
-    answer = smoke(recipe_name, Path(folder)) if callable(smoke) else None
-    if answer is not None:
-        return [*answer, *SHORT_RUN]
-    if recipe.task == "image-classification":
+    answer = hook().tl_conformance_smoke(recipe_name=recipe_name, folder=Path(folder))
+    swaps = []
+    if answer is None and recipe.task == "image-classification":
         images = write_image_folder(Path(folder) / "images", per_class=4)
-        return [f"data.path={images}", "data.format=image-folder", "data.test_path=null", "data.image_size=32",
-                "data.augment=false", "data.options={}", "backbone.weights=none", *SHORT_RUN]
-    return None
+        answer = [f"data.path={images}", "data.format=image-folder", "data.test_path=null", "data.image_size=32",
+                  "data.augment=false", "data.options={}"]
+        swaps.append(f"data.format {recipe.data.format!r} swapped for 'image-folder': no plugin answered "
+                     "tl_conformance_smoke with tiny data in that format")
+    if answer is None:
+        return None
+    overrides = [*answer, *SHORT_RUN]
+    tiny = load_recipe(recipe_name, overrides)
+    spec = registry("backbone").get(tiny.backbone.name)
+    try:
+        entry = resolve_weights(spec, tiny.backbone.weights)
+        why_not = offline_reason(entry) if entry is not None else None
+    except WeightsError as exc:
+        why_not = str(exc)
+    if why_not is not None:
+        overrides.append("backbone.weights=none")
+        swaps.append(f"backbone.weights {tiny.backbone.weights!r} swapped for random init: {why_not}")
+    for swap in swaps:
+        warnings.warn(ConformanceSwap(f"{recipe_name}: {swap}"), stacklevel=2)
+    return overrides
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from tl_core import components
 from tl_core.compat import moved
 from tl_core.errors import RunError, TLError
 from tl_core.files import write_atomic, write_json
-from tl_core.plugins import answers
+from tl_core.plugins import hook
 from tl_core.policies import FreezePolicy, GroupState, apply_plan, param_groups, set_train_mode
 from tl_core.weights import savable
 
@@ -92,11 +92,14 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
     return 1.0
 
 
-def evaluate_outputs(task: str, outputs: torch.Tensor, targets: torch.Tensor, classes: list[str]) -> dict[str, float]:
-    """Merge every plugin's ``tl_evaluate`` answer (the first plugin to name a metric keeps it)."""
+def evaluate_outputs(task: str, outputs: torch.Tensor, targets: torch.Tensor, classes: list[str],
+                     options: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """Merge every plugin's ``tl_evaluate`` answer (the first plugin to name a metric keeps it). ``options`` is
+    the run's ``data.options``."""
     merged: dict[str, float] = {}
-    given = answers("tl_evaluate", task=task, outputs=outputs, targets=targets, class_names=classes)
-    for _, answer in reversed(list(given)):  # in registration order: the core's metrics first
+    given = hook().tl_evaluate(task=task, outputs=outputs, targets=targets, class_names=classes,
+                               options=dict(options or {}))
+    for answer in reversed(given):  # pluggy calls the last registered first: registration order puts the core first
         for key, value in answer.items():
             merged.setdefault(key, float(value))
     return merged
@@ -149,7 +152,8 @@ class Trainer:
 
         if self.metric_names is None:  # classification: ask the metric plugins with a perfect toy prediction
             n = max(len(self.classes), 2)
-            self.metric_names = set(evaluate_outputs(self.task, torch.eye(n), torch.arange(n), self.classes))
+            self.metric_names = set(evaluate_outputs(self.task, torch.eye(n), torch.arange(n), self.classes,
+                                                     self.ctx.recipe.data.options))
         known = self.metric_names | ({"loss"} if self.steps is None else set())  # own-loss tasks: no val loss
         if self.cfg.metric not in known:
             raise TLError(
@@ -228,7 +232,7 @@ class Trainer:
 
     def score(self, loader: Any) -> dict[str, float]:
         outputs, targets, loss = self.predict(loader)
-        metrics = evaluate_outputs(self.task, outputs, targets, self.classes)
+        metrics = evaluate_outputs(self.task, outputs, targets, self.classes, self.ctx.recipe.data.options)
         if loss is not None:
             metrics["loss"] = loss
         return metrics
@@ -247,6 +251,7 @@ class Trainer:
         bad_epochs = 0
         start = 0
         checkpoint: dict[str, Any] | None = None
+        penalty_of = self.policy.loss_term(self.model)  # sees the weights as built, before a checkpoint's
         if resume:
             path = self.ctx.checkpoints / CHECKPOINT
             if not path.is_file():
@@ -300,7 +305,7 @@ class Trainer:
                 torch.manual_seed(cfg.seed * 100_003 + epoch)  # augmentation of this epoch
                 train_loader.set_epoch(epoch)
                 batches = progress.add_task(f"epoch {epoch + 1}", total=len(train_loader))
-                total_loss, seen, correct = 0.0, 0, 0
+                total_loss, total_penalty, seen, correct = 0.0, 0.0, 0, 0
                 for i, (x, y) in enumerate(train_loader):
                     step = epoch * steps_per_epoch + i // cfg.grad_accum
                     for group in optimizer.param_groups:
@@ -311,7 +316,8 @@ class Trainer:
                         else:
                             out = self.model(x)
                             loss = self.loss(out, y)
-                        acc.backward(loss)
+                        penalty = penalty_of(acc.unwrap_model(self.model)) if penalty_of is not None else None
+                        acc.backward(loss if penalty is None else loss + penalty)
                         optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
                         if self.steps is not None and self.steps.after_step is not None:
@@ -324,6 +330,8 @@ class Trainer:
                             f"{' or set train.amp: no' if acc.mixed_precision != 'no' else ''} and run again"
                         )
                     total_loss += value * len(y)
+                    if penalty is not None:
+                        total_penalty += penalty.detach().item() * len(y)
                     if out is not None and out.ndim == 2 and y.ndim == 1:  # classification: training accuracy
                         correct += (out.detach().argmax(1) == y).sum().item()
                     seen += len(y)
@@ -333,6 +341,7 @@ class Trainer:
                     "epoch": epoch + 1,
                     "train_loss": total_loss / max(seen, 1),
                     **({"train_accuracy": correct / max(seen, 1)} if out is not None and out.ndim == 2 else {}),
+                    **({"train_penalty": total_penalty / max(seen, 1)} if penalty_of is not None else {}),
                     "lr": optimizer.param_groups[0]["lr"],
                     "trainable_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
                 }

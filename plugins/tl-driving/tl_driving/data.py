@@ -12,12 +12,10 @@ Torch and torchvision are imported only inside :class:`DetectionDataset` and :fu
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tl_core.components import DataFormat
-from tl_core.errors import DataError
+from tl_core.api import DataError, DataFormat, random_split
 from tl_driving.formats import (
     DetectionSet,
     read_bdd100k,
@@ -30,7 +28,7 @@ from tl_driving.formats import (
 from tl_driving.options import DrivingOptions, as_options
 
 if TYPE_CHECKING:
-    from tl_core.recipe import DataConfig
+    from tl_core.api import DataConfig
 
 DETECTION_TASK = "object-detection"
 
@@ -72,14 +70,6 @@ class DetectionData:
             "unlabelled": self.unlabelled,
             "options": self.options.model_dump(mode="json"),
         }
-
-
-def random_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices ``(train, val)``: a seeded random ``fraction`` of ``n`` in val (at least one, never all)."""
-    idx = list(range(n))
-    random.Random(seed).shuffle(idx)
-    n_val = 0 if n < 2 or fraction == 0 else min(max(1, round(n * fraction)), n - 1)
-    return sorted(idx[n_val:]), sorted(idx[:n_val])
 
 
 def _merge_counts(*sets: DetectionSet | None) -> dict[str, int]:

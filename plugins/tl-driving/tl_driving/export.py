@@ -8,15 +8,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from tl_core.errors import TLError
+from tl_core.api import TLError
 
 
 def rebuild(run_dir: Path) -> tuple[Any, Any, list[str], int]:
     """``(kind, model, classes, size)`` of a finished detection run, from its report and model file alone."""
     from safetensors.torch import load_file
 
-    from tl_core.recipe import validate
-    from tl_core.report import MODEL_FILE, read_report
+    from tl_core.api import MODEL_FILE, read_report
+    from tl_core.api import validate_recipe as validate
     from tl_driving import models, yolo
     from tl_driving.options import DrivingOptions
 

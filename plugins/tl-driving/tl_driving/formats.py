@@ -15,7 +15,7 @@ BDD100K     ``box2d`` corners with ``x2``/``y2`` included in the box: read as ``
             BDD100K toolkit (scalabel's ``box2d_to_bbox``) does when it converts to COCO
 ==========  ===========================================================================================================
 
-Checks, shared by all readers (mirroring :mod:`tl_core.data`: every image is decoded once):
+Checks, shared by all readers (as the core's image readers do: every image is decoded once):
 
 * An image that does not decode (PIL) is skipped and named (``"path: reason"``).
 * A label that does not parse (a YOLO/KITTI line, a VOC ``<object>``, a COCO annotation, a BDD100K label), a class
@@ -24,7 +24,7 @@ Checks, shared by all readers (mirroring :mod:`tl_core.data`: every image is dec
   reported with their place - ``file:line`` for text and XML files, ``file (annotation id 7)`` or
   ``file (frame 'a.jpg', label 3)`` for JSON - and dropped. A box sticking out of the image is clipped (silently up
   to 1 pixel, which is rounding; more is counted as ``clipped``).
-* With ``strict`` each of those is a :class:`~tl_core.errors.DataError` instead: one line, naming the place and the
+* With ``strict`` each of those is a :class:`~tl_core.api.DataError` instead: one line, naming the place and the
   fix.
 * Intentional drops are only counted, per reason, in ``DetectionSet.dropped``: ``"filtered class"`` (not in
   ``options.classes``), ``"class_map: None"``, ``"crowd"`` (COCO ``iscrowd``), ``"DontCare"`` (KITTI),
@@ -56,7 +56,7 @@ from xml.parsers import expat
 
 import yaml
 
-from tl_core.errors import DataError
+from tl_core.api import DataError
 from tl_driving.options import DrivingOptions, as_options
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
@@ -220,7 +220,7 @@ def _image_size(path: Path) -> tuple[int, int] | str:
     """``(width, height)`` when the image decodes fully, else the reason it does not."""
     from PIL import Image
 
-    from tl_core.data import image_failure
+    from tl_core.api import image_failure
 
     if not path.is_file():
         return "file does not exist"
@@ -228,7 +228,7 @@ def _image_size(path: Path) -> tuple[int, int] | str:
         with Image.open(path) as im:
             im.load()
             return im.size
-    except Exception as exc:  # noqa: BLE001 - see tl_core.data.image_failure
+    except Exception as exc:  # noqa: BLE001 - see tl_core.api.image_failure
         return image_failure(exc)
 
 

@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_core.components import HeadSpec, ModelBundle
-from tl_core.errors import TLError
+from tl_core.api import HeadSpec, InputSpec, ModelBundle, TLError
 
 if TYPE_CHECKING:
-    from tl_core.recipe import Recipe
+    from tl_core.api import Recipe
 
 TASK = "object-detection"
 
@@ -277,17 +276,14 @@ class Detector(ModelBundle):
 def build(recipe: Recipe, data: Any, weights: str | None = None) -> Detector:
     from torch import nn
 
-    from tl_core.components import InputSpec
-    from tl_core.model import build_backbone
-    from tl_core.plugins import registry
+    from tl_core.api import backbone_for, registry
 
-    spec = registry("backbone").get(recipe.backbone.name)
     head = registry("head").get(recipe.head.name)
     if TASK not in head.tasks:
         detectors = ", ".join(n for n, h in registry("head").items() if TASK in h.tasks)
         raise TLError(f"head {head.name!r} is not a detector; object-detection heads: {detectors}")
-    rgb = InputSpec(channels=3, size=spec.input.size, mean=spec.input.mean, std=spec.input.std)
-    built = build_backbone(spec, recipe.backbone.weights if weights is None else weights, rgb)
+    built = backbone_for(recipe, InputSpec(channels=3), weights)
+    spec = built.spec
     size = recipe.data.image_size or data.options.image_size
     detector = head.factory(built.module, spec, len(data.classes) + 1, built.input.mean, built.input.std, size,
                             DetectorOptions(**recipe.head.options))

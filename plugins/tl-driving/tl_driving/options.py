@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tl_core.sections import format_options
+from tl_core.api import format_options
 
 
 class DrivingOptions(BaseModel):

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from tl_core import hookimpl
-from tl_core.components import recipes_in
+from tl_core.api import recipes_in
 
-TL_HOOK_API = ">=1.0,<2"  # the tl hook API versions this plugin works with
+TL_HOOK_API = ">=2.0,<3"  # the tl hook API versions this plugin works with
 
 RECIPES = Path(__file__).parent / "recipes"
 
@@ -85,13 +85,16 @@ def tl_add_commands(cli: Any) -> None:
     add_commands(cli)
 
 
-def tl_conformance_smoke(recipe: str, folder: Path) -> list[str] | None:
-    """For tl's conformance suite: a few generated street scenes (COCO JSON) that make a shipped recipe train one
-    tiny epoch offline (YOLO from its YAML, without the online COCO weights)."""
-    if not recipe.startswith("driving/"):
+@hookimpl
+def tl_conformance_smoke(recipe_name: str, folder: Path) -> list[str] | None:
+    """For tl's conformance suite: a few generated street scenes, written in the recipe's own data format, that
+    make a shipped recipe train one tiny epoch offline (the suite swaps weights that need the network, such as
+    YOLO's COCO checkpoints, for random init, and says so)."""
+    if not recipe_name.startswith("driving/"):
         return None
+    from tl_core.api import load_recipe
     from tl_driving.synthetic import write_scenes
 
-    data = write_scenes(folder / "scenes", 8, "coco")
-    sets = [f"data.path={data}", "data.format=coco", "data.options.image_size=64", "data.val_fraction=0.25"]
-    return [*sets, "backbone.weights=none"] if "yolo" in recipe else sets
+    fmt = load_recipe(recipe_name).data.format
+    data = write_scenes(folder / "scenes", 8, fmt)
+    return [f"data.path={data}", "data.options.image_size=64", "data.val_fraction=0.25"]

@@ -1,12 +1,13 @@
-"""Training a torchvision detector with the core trainer: the detector computes its own losses."""
+"""Training a torchvision detector on the core's one path: the detector computes its own losses."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tl_core.api import TaskSpec, TaskSteps
+
 if TYPE_CHECKING:
-    from tl_core.recipe import Recipe
-    from tl_core.run import RunContext
+    from tl_core.api import Recipe, RunContext, TrainResult
     from tl_driving.models import Detector
 
 
@@ -28,29 +29,22 @@ def predict_step(model: Any, images: Any) -> list[dict[str, Any]]:
     return _shift(out, -1)
 
 
-def train(recipe: Recipe, detector: Detector, data: Any, ctx: RunContext) -> Any:
-    from tl_core.classifier import make_policy
-    from tl_core.policies import apply_plan
-    from tl_core.train import TaskSteps, run_trainer
+def train(recipe: Recipe, detector: Detector, data: Any, ctx: RunContext) -> TrainResult:
+    from tl_core.api import train_task
     from tl_driving.data import DetectionDataset, collate
 
     size = detector.size
-    policy = make_policy(recipe)
-    steps = TaskSteps(train=train_step, predict=predict_step, collate=collate)
-    result = run_trainer(
-        detector.model, detector.groups, policy, recipe.train, ctx, recipe.task, detector.classes,
-        DetectionDataset(data.train, size, recipe.data.augment),
-        DetectionDataset(data.val, size, False) if data.val else None,
-        DetectionDataset(data.test, size, False) if data.test else None,
-        num_workers=recipe.data.num_workers, metric_names=_metric_names(detector.classes), task_steps=steps,
-    )
-    result.model = detector.model
-    epochs = recipe.train.epochs
-    apply_plan(detector.model, detector.groups, policy.plan(len(detector.groups), epochs - 1, epochs))
-    result.info.update(feature_cache={"used": False, "reason": "detection trains on whole images"},
-                       preprocessing={"size": size, "mean": list(detector.backbone.input.mean),
-                                      "std": list(detector.backbone.input.std)})
-    return result
+
+    def make(split: Any, augment: bool) -> DetectionDataset:
+        return DetectionDataset(split, size, augment)
+
+    return train_task(recipe, detector, data, ctx, TaskSpec(
+        make_dataset=make, steps=TaskSteps(train=train_step, predict=predict_step, collate=collate),
+        metric_names=_metric_names(detector.classes), classes=detector.classes,
+        preprocessing={"size": size, "mean": list(detector.backbone.input.mean),
+                       "std": list(detector.backbone.input.std)},
+        no_cache="detection trains on whole images",
+    ))
 
 
 def _metric_names(classes: list[str]) -> set[str]:

@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from tl_core.components import BackboneSpec, InputSpec, LayerGroup
-from tl_core.weights import WeightsEntry
+from tl_core.api import BackboneSpec, InputSpec, LayerGroup, WeightsEntry, WeightsError
 from tl_driving.models import Detector
 
 if TYPE_CHECKING:
-    from tl_core.recipe import Recipe
-    from tl_core.run import RunContext
+    from tl_core.api import Recipe, RunContext
 
 ASSETS = "https://github.com/ultralytics/assets/releases/download/v8.3.0/"
 # model -> (number of backbone layers, number of layers); the same for every scale (n, s, m, l, x)
@@ -60,8 +58,6 @@ def build_model(cfg: str, nc: int = 80) -> Any:
 
 def read_checkpoint(path: Any, what: str) -> dict[str, Any]:
     """A state_dict from an ultralytics checkpoint, through ultralytics' restricted ``weights_only`` loader."""
-    from tl_core.errors import WeightsError
-
     try:
         from ultralytics.nn.tasks import torch_safe_load
 
@@ -164,11 +160,10 @@ class YoloDetector(Detector):
 
 
 def build(recipe: Recipe, data: Any, weights: str | None = None) -> YoloDetector:
-    from tl_core.model import build_backbone
-    from tl_core.plugins import registry
+    from tl_core.api import backbone_for
 
-    spec = registry("backbone").get(recipe.backbone.name)
-    built = build_backbone(spec, recipe.backbone.weights if weights is None else weights)
+    built = backbone_for(recipe, weights=weights)
+    spec = built.spec
     classes = list(data.classes)
     model = built.module  # nc=80, the layout of the COCO checkpoints (with or without their weights)
     lines = resize_classes(model, classes, list(COCO80) if built.report is not None else None,
@@ -208,11 +203,13 @@ def train(recipe: Recipe, det: YoloDetector, data: Any, ctx: RunContext) -> Any:
     from ultralytics import YOLO
     from ultralytics.utils import LOGGER
 
-    from tl_core.classifier import make_policy
-    from tl_core.train import TrainResult, evaluate_outputs, resolve_device
+    from tl_core.api import TLError, TrainResult, evaluate_outputs, make_policy, resolve_device
     from tl_driving.formats import write_yolo
 
     policy = make_policy(recipe)
+    if policy.loss_term(det.model) is not None:
+        raise TLError(f"policy {policy.name!r} adds a loss term, which ultralytics' own trainer cannot add; use a "
+                      "torchvision detector head (fasterrcnn, retinanet, fcos, ssdlite) with this policy")
     groups = det.groups
     n, epochs = len(groups) - 1, recipe.train.epochs  # the last group, detect, is the head
     policy.bind([g.name for g in groups[:n]])
@@ -297,7 +294,7 @@ def train(recipe: Recipe, det: YoloDetector, data: Any, ctx: RunContext) -> Any:
     metrics = {}
     for split, dataset in splits.items():
         outputs, targets = predict(final, det.cfg, dataset, det.size, device)
-        metrics[split] = evaluate_outputs(recipe.task, outputs, targets, det.classes)
+        metrics[split] = evaluate_outputs(recipe.task, outputs, targets, det.classes, recipe.data.options)
     det.model = final
     return TrainResult(
         model=final, history=history, metrics=metrics, best_epoch=len(history), metric="map_50",
@@ -322,7 +319,7 @@ NO_AUGMENTATION = {"mosaic": 0.0, "fliplr": 0.0, "hsv_h": 0.0, "hsv_s": 0.0, "hs
 
 def _fit(yolo: Any, recipe: Any, det: Any, data: Any, ctx: Any, yaml_path: Any, device: str, state: Any,
          trainer: Any) -> None:
-    from tl_core.train import resolve_precision
+    from tl_core.api import resolve_precision
 
     amp = resolve_precision(recipe.train.amp, device) != "no"
     ctx.info["precision"] = "fp16" if amp else "no"  # ultralytics' AMP is fp16 autocast, whatever train.amp names

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tl_core.train import evaluate_outputs
+from tl_core.api import evaluate_outputs
 
 
 def logits(probabilities: list[float]) -> torch.Tensor:
@@ -16,19 +16,14 @@ def logits(probabilities: list[float]) -> torch.Tensor:
 
 
 def test_binary_auc_sensitivity_specificity_at_the_threshold():
-    from tl_medical.metrics import THRESHOLD
-
     targets = torch.tensor([0, 0, 0, 1, 1, 1])
     outputs = logits([0.1, 0.4, 0.6, 0.3, 0.7, 0.9])  # one false positive, one false negative at 0.5
     m = evaluate_outputs("medical-classification", outputs, targets, ["normal", "lesion"])
     assert m["auc"] == pytest.approx(7 / 9)  # 7 of the 9 (positive, negative) pairs are ranked right
     assert m["sensitivity"] == pytest.approx(2 / 3) and m["specificity"] == pytest.approx(2 / 3)
     assert m["balanced_accuracy"] == pytest.approx(2 / 3) and m["accuracy"] == pytest.approx(4 / 6)
-    token = THRESHOLD.set(0.25)  # a screening threshold: more sensitive, less specific
-    try:
-        low = evaluate_outputs("medical-classification", outputs, targets, ["normal", "lesion"])
-    finally:
-        THRESHOLD.reset(token)
+    # a screening threshold (data.options.threshold, which tl_evaluate receives): more sensitive, less specific
+    low = evaluate_outputs("medical-classification", outputs, targets, ["normal", "lesion"], {"threshold": 0.25})
     assert low["sensitivity"] == 1.0 and low["specificity"] == pytest.approx(1 / 3)
     assert low["auc"] == m["auc"]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tl_core.errors import TLError
+from tl_core.api import TLError
 
 
 def adapt_channels(backbone: Any, source: int, target: int) -> list[str]:

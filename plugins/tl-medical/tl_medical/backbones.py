@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tl_core.components import BackboneSpec, InputSpec, LayerGroup
-from tl_core.weights import WeightsEntry
+from tl_core.api import BackboneSpec, InputSpec, LayerGroup, WeightsEntry, core_backbone
 
 TASKS = ("medical-classification",)
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
@@ -47,9 +46,7 @@ def _resnet(depth: int, spatial_dims: int, in_channels: int, **kwargs: Any) -> A
 
 
 def resnet18_2d() -> Any:
-    from tl_core.builtin.vision import resnet18
-
-    return resnet18()
+    return core_backbone("resnet18").factory()  # the core's torchvision ResNet-18, without its classifier
 
 
 def densenet121_2d() -> Any:

@@ -1,15 +1,15 @@
 """Medical data sets: class-per-folder and CSV manifests of DICOM, NIfTI and PNG/JPEG files, DICOM series as
 volumes, and segmentation pairs (image + mask); MONAI preprocessing and augmentation.
 
-Reading mirrors :mod:`tl_core.data`: every file is read once to check that it decodes and that it has the
+Reading mirrors the core's image readers: every file is read once to check that it decodes and that it has the
 dimensionality the recipe expects (``data.options.spatial_dims``); a file that cannot be read (unsupported transfer
 syntax, missing codec, truncated) and a CSV row naming a missing file are skipped, counted and named
 (``"path: reason"``) - or, with ``data.strict: true``, an error. Everything else that is wrong (a volume where a 2D
 image is expected or the reverse, an image and mask of different shapes, a label outside the class list, an empty
-data set, a class without readable images) is a :class:`~tl_core.errors.DataError` naming the file and the fix.
+data set, a class without readable images) is a :class:`~tl_core.api.DataError` naming the file and the fix.
 
 ``read(config, seed)`` of the data formats returns a :class:`MedicalData`: the core's
-:class:`~tl_core.data.ClassificationData` (train/val/test :class:`MedicalSamples`, classes, skipped) plus the
+:class:`~tl_core.api.ClassificationData` (train/val/test :class:`MedicalSamples`, classes, skipped) plus the
 validated :class:`MedicalOptions` as ``.options``. :class:`MedicalDataset` turns samples into tensors.
 
 NumPy, torch and MONAI are imported only inside functions, so registering the formats stays light.
@@ -18,29 +18,29 @@ NumPy, torch and MONAI are imported only inside functions, so registering the fo
 from __future__ import annotations
 
 import hashlib
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tl_core.components import DataFormat
-from tl_core.data import (
+from tl_core.api import (
     ClassificationData,
+    DataError,
+    DataFormat,
     Samples,
     beside,
     csv_records,
+    format_options,
+    random_split,
     require_every_class,
     stratified_split,
 )
-from tl_core.errors import DataError
-from tl_core.recipe import format_options
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from tl_core.recipe import DataConfig
+    from tl_core.api import DataConfig
 
 CLASSIFICATION_TASK = "medical-classification"
 SEGMENTATION_TASK = "medical-segmentation"
@@ -421,14 +421,6 @@ def read_segmentation(
 
 
 # ---------------------------------------------------------------- read(config, seed)
-
-
-def random_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices ``(train, val)``: a seeded random ``fraction`` of ``n`` in val (at least one, never all)."""
-    idx = list(range(n))
-    random.Random(seed).shuffle(idx)
-    n_val = 0 if n < 2 or fraction == 0 else min(max(1, round(n * fraction)), n - 1)
-    return sorted(idx[n_val:]), sorted(idx[:n_val])
 
 
 def load_medical(config: DataConfig, seed: int, reader: Any, segmentation: bool = False) -> MedicalData:

@@ -111,7 +111,7 @@ def _squeeze(array: np.ndarray, spacing: tuple[float, ...], path: Path) -> tuple
 def _read_pil(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     from PIL import Image
 
-    from tl_core.data import image_failure
+    from tl_core.api import image_failure
 
     try:
         with Image.open(path) as im:
@@ -120,7 +120,7 @@ def _read_pil(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
                 array = np.asarray(im, dtype=np.float32)
             else:
                 array = np.asarray(im.convert("L"), dtype=np.float32)
-    except Exception as exc:  # noqa: BLE001 - see tl_core.data.image_failure
+    except Exception as exc:  # noqa: BLE001 - see tl_core.api.image_failure
         reason = image_failure(exc)
         if reason.startswith("cannot be decoded"):
             reason = f"truncated or corrupt image ({_short(exc)})"

@@ -2,20 +2,20 @@
 
 Classification: accuracy, balanced accuracy, ROC AUC, and sensitivity and specificity at a decision threshold
 on the positive class's probability (binary: the last class is positive; several classes: one-vs-rest, macro).
-The threshold is a per-run setting (``data.options.threshold``), held in a context variable while a run trains.
+The threshold is a per-run setting (``data.options.threshold``), which ``tl_evaluate`` receives with the options.
 Segmentation: mean Dice and the 95th-percentile Hausdorff distance (in voxels) of the foreground classes.
 """
 
 from __future__ import annotations
 
-import contextvars
 import warnings
 from typing import Any
 
-THRESHOLD: contextvars.ContextVar[float] = contextvars.ContextVar("tl_medical_threshold", default=0.5)
+THRESHOLD = 0.5  # data.options.threshold when the options do not say
 
 
-def classification(outputs: Any, targets: Any, class_names: list[str]) -> dict[str, float]:
+def classification(outputs: Any, targets: Any, class_names: list[str], threshold: float = THRESHOLD
+                   ) -> dict[str, float]:
     import torch
     from torchmetrics.functional import classification as C
 
@@ -26,7 +26,6 @@ def classification(outputs: Any, targets: Any, class_names: list[str]) -> dict[s
         "accuracy": C.multiclass_accuracy(preds, targets, num_classes=n, average="micro").item(),
         "balanced_accuracy": C.multiclass_accuracy(preds, targets, num_classes=n, average="macro").item(),
     }
-    threshold = THRESHOLD.get()
     if n == 2:
         positive = probs[:, 1]
         out["auc"] = C.binary_auroc(positive, targets).item() if targets.unique().numel() == 2 else float("nan")

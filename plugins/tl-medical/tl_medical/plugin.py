@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from tl_core import hookimpl
-from tl_core.components import recipes_in
+from tl_core.api import recipes_in
 
-TL_HOOK_API = ">=1.0,<2"  # the tl hook API versions this plugin works with
+TL_HOOK_API = ">=2.0,<3"  # the tl hook API versions this plugin works with
 
 RECIPES = Path(__file__).parent / "recipes"
 
@@ -70,19 +70,22 @@ def tl_train(recipe: Any, model: Any, data: Any, ctx: Any) -> Any:
 
 
 @hookimpl
-def tl_evaluate(task: str, outputs: Any, targets: Any, class_names: list[str]) -> dict[str, float] | None:
+def tl_evaluate(task: str, outputs: Any, targets: Any, class_names: list[str], options: Any
+                ) -> dict[str, float] | None:
     from tl_medical import metrics
 
     if task == "medical-classification":
-        return metrics.classification(outputs, targets, class_names)
+        return metrics.classification(outputs, targets, class_names, options.get("threshold", metrics.THRESHOLD))
     if task == "medical-segmentation":
         return metrics.segmentation(outputs, targets, class_names)
     return None
 
 
-def tl_conformance_smoke(recipe: str, folder: Path) -> list[str] | None:
+@hookimpl
+def tl_conformance_smoke(recipe_name: str, folder: Path) -> list[str] | None:
     """For tl's conformance suite: small synthetic medical files (PNG, NIfTI volumes, image/mask pairs) that make a
     shipped recipe train one tiny epoch offline."""
+    recipe = recipe_name
     if not recipe.startswith("medical/"):
         return None
     from tl_medical.synthetic import write_classification, write_segmentation

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tl_core.errors import TLError
+from tl_core.api import TLError
 from tl_medical.data import SEGMENTATION_TASK
+from tl_medical.tasks import MedicalClassifier, target_input, task_spec
 
 if TYPE_CHECKING:
-    from tl_core.recipe import Recipe
-    from tl_core.run import RunContext
+    from tl_core.api import Recipe, RunContext, TrainResult
 
 SEGMENTATION = SEGMENTATION_TASK
 DECODER_CHANNELS = (128, 64, 32, 16, 8)
@@ -38,15 +38,12 @@ def _taps(spec: Any) -> list[int]:
     return taps
 
 
-def build(recipe: Recipe, data: Any, weights: str | None = None) -> Any:
+def build(recipe: Recipe, data: Any, weights: str | None = None) -> MedicalClassifier:
     import torch
     from monai.networks.nets.flexible_unet import SegmentationHead, UNetDecoder
     from torch import nn
 
-    from tl_core.components import InputSpec
-    from tl_core.model import TransferModel, build_backbone
-    from tl_core.plugins import registry
-    from tl_medical.tasks import MedicalClassifier
+    from tl_core.api import TransferModel, backbone_for, registry
 
     options = data.options
     if options.size % 32:
@@ -55,9 +52,8 @@ def build(recipe: Recipe, data: Any, weights: str | None = None) -> Any:
             f"got {options.size}"
         )
     spec = registry("backbone").get(recipe.backbone.name)
-    taps = _taps(spec)
-    target = InputSpec(channels=options.channels, size=options.size, spatial_dims=options.spatial_dims)
-    built = build_backbone(spec, recipe.backbone.weights if weights is None else weights, target)
+    taps = _taps(spec)  # before any weights are fetched: a backbone that cannot be an encoder fails at once
+    built = backbone_for(recipe, target_input(options), weights)
     features = getattr(built.module, "features", None)
     if not isinstance(features, nn.Sequential):
         raise TLError(f"backbone {spec.name!r} cannot be a segmentation encoder: no 'features' sequence")
@@ -106,29 +102,9 @@ def loss() -> Any:
     return lambda out, y: dice_ce(out, y.unsqueeze(1))
 
 
-def train(recipe: Recipe, model: Any, data: Any, ctx: RunContext) -> Any:
-    from tl_core.classifier import make_policy
-    from tl_core.policies import apply_plan
-    from tl_core.train import run_trainer
-    from tl_medical.data import MedicalDataset
-    from tl_medical.tasks import Normalised, normalisation
+def train(recipe: Recipe, model: MedicalClassifier, data: Any, ctx: RunContext) -> TrainResult:
+    from tl_core.api import train_task
 
-    options = model.options
-    mean, std = normalisation(model)
-
-    def make(samples: Any, augment: bool) -> Any:
-        return Normalised(MedicalDataset(samples, options, augment), mean, std, options.spatial_dims)
-
-    policy = make_policy(recipe)
-    result = run_trainer(
-        model.model, model.groups, policy, recipe.train, ctx, recipe.task, data.classes,
-        make(data.train, recipe.data.augment), make(data.val, False) if data.val else None,
-        make(data.test, False) if data.test else None, num_workers=recipe.data.num_workers,
-        loss=loss(), metric_names={"dice", "hausdorff95"},
-    )
-    result.model = model.model
-    epochs = recipe.train.epochs
-    apply_plan(model.model, model.groups, policy.plan(len(model.groups), epochs - 1, epochs))
-    result.info.update(preprocessing={**options.model_dump(mode="json"), "mean": mean, "std": std},
-                       feature_cache={"used": False, "reason": "segmentation decodes every layer's features"})
-    return result
+    return train_task(recipe, model, data, ctx, task_spec(
+        model, loss=loss(), metric_names={"dice", "hausdorff95"},
+        no_cache="segmentation decodes every layer's features"))

@@ -1,19 +1,19 @@
 """The ``medical-classification`` task: any registry backbone (adapted to the data's channels and 2D/3D by
-``tl_adapt_backbone``) with a registry head, trained by the core trainer on MONAI-preprocessed data."""
+``tl_adapt_backbone``) with a registry head, trained on the core's one path on MONAI-preprocessed data."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tl_core.components import ModelBundle
+from tl_core.api import InputSpec, ModelBundle, TaskSpec
 from tl_medical.data import CLASSIFICATION_TASK
 
 if TYPE_CHECKING:
-    from tl_core.recipe import Recipe
-    from tl_core.run import RunContext
+    from tl_core.api import Recipe, RunContext, TrainResult
 
 CLASSIFICATION = CLASSIFICATION_TASK
+
 
 @dataclass
 class MedicalClassifier(ModelBundle):
@@ -23,17 +23,17 @@ class MedicalClassifier(ModelBundle):
     options: Any = None
 
 
-def build_classifier(recipe: Recipe, data: Any, weights: str | None = None) -> MedicalClassifier:
-    from tl_core.components import InputSpec
-    from tl_core.model import TransferModel, build_backbone, make_head
-    from tl_core.plugins import registry
+def target_input(options: Any) -> InputSpec:
+    """What the data holds, for the backbone to be adapted to: its channels and its 2D or 3D."""
+    return InputSpec(channels=options.channels, size=options.size, spatial_dims=options.spatial_dims)
 
-    options = data.options
-    spec = registry("backbone").get(recipe.backbone.name)
-    target = InputSpec(channels=options.channels, size=options.size, spatial_dims=options.spatial_dims)
-    built = build_backbone(spec, recipe.backbone.weights if weights is None else weights, target)
-    head = make_head(recipe.head.name, recipe.head.options, spec.feature_dim, len(data.classes))
-    return MedicalClassifier(TransferModel(built.module, head), built, options)
+
+def build_classifier(recipe: Recipe, data: Any, weights: str | None = None) -> MedicalClassifier:
+    from tl_core.api import TransferModel, backbone_for, make_head
+
+    built = backbone_for(recipe, target_input(data.options), weights)
+    head = make_head(recipe.head.name, recipe.head.options, built.spec.feature_dim, len(data.classes))
+    return MedicalClassifier(TransferModel(built.module, head), built, data.options)
 
 
 def normalisation(clf: MedicalClassifier) -> tuple[list[float], list[float]]:
@@ -66,25 +66,22 @@ class Normalised:
         return (image - self.mean) / self.std, target
 
 
-def datasets(clf: MedicalClassifier) -> tuple[dict[str, Any], Any]:
+def task_spec(clf: MedicalClassifier, **more: Any) -> TaskSpec:
+    """The medical task's description for the core's one path: MONAI-read items, normalised as the weights
+    expect; ``more`` adds the segmentation task's loss and metrics."""
     from tl_medical.data import MedicalDataset
 
     options = clf.options
     mean, std = normalisation(clf)
-    pre = {**options.model_dump(mode="json"), "mean": mean, "std": std}
 
     def make(samples: Any, augment: bool) -> Any:
         return Normalised(MedicalDataset(samples, options, augment), mean, std, options.spatial_dims)
 
-    return pre, make
+    return TaskSpec(make_dataset=make, preprocessing={**options.model_dump(mode="json"), "mean": mean, "std": std},
+                    **more)
 
 
-def train(recipe: Recipe, clf: MedicalClassifier, data: Any, ctx: RunContext) -> Any:
-    from tl_core.classifier import train_classifier
-    from tl_medical.metrics import THRESHOLD
+def train(recipe: Recipe, clf: MedicalClassifier, data: Any, ctx: RunContext) -> TrainResult:
+    from tl_core.api import train_task
 
-    token = THRESHOLD.set(clf.options.threshold)
-    try:
-        return train_classifier(recipe, clf, data, ctx, datasets=datasets(clf))
-    finally:
-        THRESHOLD.reset(token)
+    return train_task(recipe, clf, data, ctx, task_spec(clf))

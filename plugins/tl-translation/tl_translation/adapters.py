@@ -52,8 +52,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_core.errors import TLError
-from tl_core.policies import FreezePolicy, GroupState
+from tl_core.api import FreezePolicy, GroupState, TLError
 
 INFO_FILE = "tl_adapters.json"
 FORMAT = 1

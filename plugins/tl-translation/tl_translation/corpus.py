@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tl_core.errors import DataError, TLError, did_you_mean
+from tl_core.api import DataError, TLError, did_you_mean
 from tl_translation.formats import Pair, write_tsv
 
 SOURCE_LANG = "ny"  # Chichewa (Nyanja), ISO 639-1

@@ -17,19 +17,16 @@ batching.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_core.components import DataFormat
-from tl_core.errors import DataError
-from tl_core.recipe import format_options
+from tl_core.api import DataError, DataFormat, format_options, random_split
 from tl_translation.formats import Pair, PairSet, fit_length, read_pairs
 
 if TYPE_CHECKING:
-    from tl_core.recipe import DataConfig
+    from tl_core.api import DataConfig
 
 TASK = "translation"
 
@@ -108,13 +105,11 @@ def read_files(fmt: str) -> Any:
         if options.val_path:
             val = _read(options.val_path, fmt, config, options, data)
         else:
-            shuffled = train[:]
-            random.Random(seed).shuffle(shuffled)
-            n_val = round(len(shuffled) * config.val_fraction)
-            val, train = shuffled[:n_val], shuffled[n_val:]
-            if config.val_fraction > 0 and not val:
-                raise DataError(f"{config.path}: {len(shuffled)} pairs are too few for a validation split of "
+            train_idx, val_idx = random_split(len(train), config.val_fraction, seed)
+            if config.val_fraction > 0 and not val_idx:
+                raise DataError(f"{config.path}: {len(train)} pairs are too few for a validation split of "
                                 f"{config.val_fraction}; add data or give data.options.val_path")
+            train, val = [train[i] for i in train_idx], [train[i] for i in val_idx]
         if not train:
             raise DataError(f"{config.path}: no training pairs left after the validation split")
         test = _read(config.test_path, fmt, config, options, data) if config.test_path else []

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tl_core.errors import TLError
+from tl_core.api import TLError
 
 SPIECE = "▁"
 EXAMPLES = 20

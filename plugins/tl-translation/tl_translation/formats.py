@@ -12,7 +12,7 @@ jsonl    one JSON object per line: ``{"source": ..., "target": ...}`` or, as Hug
 Checks, shared by all readers:
 
 * Text is read as UTF-8 (a byte-order mark is dropped); a file that does not decode is a
-  :class:`~tl_core.errors.DataError` naming the file. Each side is stripped of surrounding whitespace.
+  :class:`~tl_core.api.DataError` naming the file. Each side is stripped of surrounding whitespace.
 * A line that does not parse (a TSV line without exactly two tab-separated fields, a JSONL line that is not a JSON
   object with the keys) is ``malformed``; a pair with an empty (or whitespace-only) side is ``empty``. Both are
   reported in ``PairSet.skipped`` as ``"file:line: reason; skipped"``, counted per reason in ``PairSet.counts``,
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tl_core.errors import DataError, did_you_mean
+from tl_core.api import DataError, did_you_mean
 
 FORMATS = ("tsv", "moses", "jsonl")
 LONG_POLICIES = ("truncate", "drop")

@@ -39,12 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_core.components import BackboneSpec, HeadSpec, InputSpec, LayerGroup, ModelBundle
-from tl_core.errors import TLError, WeightsError
-from tl_core.weights import WeightsEntry
+from tl_core.api import BackboneSpec, HeadSpec, InputSpec, LayerGroup, ModelBundle, TLError, WeightsEntry, WeightsError
 
 if TYPE_CHECKING:
-    from tl_core.recipe import Recipe
+    from tl_core.api import Recipe
 
 TASK = "translation"
 GROUPS = ("embeddings", "encoder", "decoder", "cross-attention", "adapters")
@@ -238,7 +236,7 @@ def minilm_bert2bert(vocab_size: int | None = None) -> Any:
 def bert2bert_state(path: Path, entry: str) -> dict[str, Any]:
     """Reader of the MiniLM weights entry: MiniLM's tensors under both the encoder's and the decoder's names
     (its pooler, unused in translation, is dropped; the decoder's output layer is tied to its embeddings)."""
-    from tl_core.weights import read_state_dict
+    from tl_core.api import read_state_dict
 
     bert = read_state_dict(path, entry)
     state = {f"encoder.{k}": v for k, v in bert.items()}
@@ -424,9 +422,9 @@ def load_pretrained(location: str, what: str) -> tuple[Any, Any]:
 def minilm_tokenizer() -> Any:
     from transformers import BertTokenizerFast
 
-    from tl_core.weights import _package_file
+    from tl_core.api import package_file
 
-    folder = _package_file(BACKBONES[0].weights[0], f"{MINILM}/vocab.txt").parent
+    folder = package_file(BACKBONES[0].weights[0], f"{MINILM}/vocab.txt").parent
     return BertTokenizerFast.from_pretrained(str(folder))
 
 
@@ -447,9 +445,7 @@ def _configure(model: Any, tokenizer: Any) -> None:
 
 def build(recipe: Recipe, data: Any, weights: str | None = None) -> Translator:
     """The model and tokenizer the recipe names, ready for the data's languages."""
-    from tl_core.model import BuiltBackbone, resolve_weights
-    from tl_core.plugins import registry
-    from tl_core.weights import LoadReport, is_path, load_into
+    from tl_core.api import BuiltBackbone, LoadReport, is_path, load_into, registry, resolve_weights
     from tl_translation import vocab
 
     spec = registry("backbone").get(recipe.backbone.name)
@@ -484,7 +480,7 @@ def build(recipe: Recipe, data: Any, weights: str | None = None) -> Translator:
         hf = minilm_bert2bert()
         entry = resolve_weights(spec, weights)
         if entry is not None:
-            report = load_into(hf, entry)
+            report = load_into(hf, entry, allow_partial=recipe.backbone.allow_partial)
     else:
         entry = resolve_weights(spec, weights)
         if entry is not None:  # a hub checkpoint of the family

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from tl_core import hookimpl
-from tl_core.components import recipes_in
+from tl_core.api import recipes_in
 
-TL_HOOK_API = ">=1.1,<2"  # tl_evaluate_run came in 1.1
+TL_HOOK_API = ">=2.0,<3"  # the tl hook API versions this plugin works with
 
 RECIPES = Path(__file__).parent / "recipes"
 TASK = "translation"
@@ -89,9 +89,11 @@ def tl_evaluate_run(run_dir: Any, report: Any, data: str) -> dict[str, Any] | No
     return evaluate_run(run_dir, report, data)
 
 
-def tl_conformance_smoke(recipe: str, folder: Path) -> list[str] | None:
+@hookimpl
+def tl_conformance_smoke(recipe_name: str, folder: Path) -> list[str] | None:
     """For tl's conformance suite: ``--set`` overrides that make a shipped recipe train one tiny epoch offline
     (the Bible corpus ships in a package; the hub recipe needs the network and is skipped)."""
+    recipe = recipe_name
     if not recipe.startswith("translation/") or "opus-mt" in recipe:
         return None
     sets = ["data.options.limit=16", "data.options.test_limit=4", "head.num_beams=1", "head.max_new_tokens=8",

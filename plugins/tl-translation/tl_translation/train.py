@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tl_core.api import TaskSpec, TaskSteps
 from tl_translation.saving import MODEL_DIR
 
 if TYPE_CHECKING:
-    from tl_core.recipe import Recipe
-    from tl_core.run import RunContext
+    from tl_core.api import Recipe, RunContext, TrainResult
     from tl_translation.models import Translator
 
 METRICS = {"bleu", "chrf"}
@@ -66,40 +66,29 @@ def signatures(lowercase: bool) -> dict[str, str]:
     return out
 
 
-def train(recipe: Recipe, bundle: Translator, data: Any, ctx: RunContext) -> Any:
-    from tl_core.classifier import make_policy
-    from tl_core.policies import apply_plan
-    from tl_core.train import TaskSteps, run_trainer
+def train(recipe: Recipe, bundle: Translator, data: Any, ctx: RunContext) -> TrainResult:
+    from tl_core.api import train_task
     from tl_translation.data import PairDataset, collate_for
 
-    policy = make_policy(recipe)
     tokenizer, generation = bundle.tokenizer, bundle.generation
 
     def predict_step(model: Any, inputs: dict[str, Any]) -> list[str]:
         net = getattr(model, "module", model)  # under DDP, generate() is the wrapped model's
         return translate(net.backbone, tokenizer, inputs, generation)
 
-    collate = collate_for(tokenizer)
-
-    def dataset(pairs: list[Any]) -> PairDataset | None:
-        return PairDataset(pairs, tokenizer, data.options, bundle.lowercase) if pairs else None
+    def make(pairs: list[Any], augment: bool) -> PairDataset:
+        return PairDataset(pairs, tokenizer, data.options, bundle.lowercase)
 
     restore = getattr(bundle.extension, "restore", None)  # freeze_old_rows: put the old rows back after each step
-    steps = TaskSteps(train=train_step, predict=predict_step, collate=collate,
+    steps = TaskSteps(train=train_step, predict=predict_step, collate=collate_for(tokenizer),
                       after_step=(lambda model: restore()) if restore else None)
-    result = run_trainer(
-        bundle.model, bundle.groups, policy, recipe.train, ctx, recipe.task, [],
-        dataset(data.train), dataset(data.val), dataset(data.test),
-        num_workers=recipe.data.num_workers, metric_names=set(METRICS), task_steps=steps,
-    )
-    epochs = recipe.train.epochs
-    groups = bundle.groups
-    apply_plan(bundle.model, groups, policy.plan(len(groups), epochs - 1, epochs))
+    result = train_task(recipe, bundle, data, ctx, TaskSpec(
+        make_dataset=make, steps=steps, metric_names=set(METRICS), classes=[], saved=bundle,
+        no_cache="translation trains on token sequences",
+    ))
     shown = (data.test or data.val)[:generation.samples]
     translations = translate_texts(bundle.hf_model, tokenizer, generation, [p.source for p in shown])
-    result.model = bundle
     result.info.update(
-        feature_cache={"used": False, "reason": "translation trains on token sequences"},
         metric_signatures=signatures(bundle.lowercase),
         lowercased=bundle.lowercase,
         samples=[{"origin": p.origin, "source": p.source, "reference": p.target, "translation": t}
@@ -116,9 +105,8 @@ def evaluate_run(run_dir: Path, report: dict[str, Any], data: str) -> dict[str, 
     """``tl evaluate RUN --data FILE``: the run's saved model (``RUN/model``) translates every source sentence of
     ``FILE`` (TSV, Moses or JSONL; the run's format, or for a ``bible`` run the file's suffix) and is scored with
     the run's metrics and generation settings."""
-    from tl_core.errors import RunError, TLError
-    from tl_core.plugins import registry
-    from tl_core.recipe import format_options, validate
+    from tl_core.api import RunError, TLError, format_options, registry
+    from tl_core.api import validate_recipe as validate
     from tl_translation.data import TranslationOptions
     from tl_translation.models import GenerationOptions, load_pretrained
 

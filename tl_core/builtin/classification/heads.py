@@ -6,7 +6,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_core import hookimpl
 from tl_core.components import HeadSpec
 
 
@@ -33,7 +32,7 @@ def mlp(in_features: int, num_outputs: int, hidden: int = 256, dropout: float = 
     )
 
 
-@hookimpl
-def tl_register_heads(register: Any) -> None:
-    register(HeadSpec("linear", linear, options=LinearOptions, description="dropout + one linear layer"))
-    register(HeadSpec("mlp", mlp, options=MLPOptions, description="linear -> ReLU -> dropout -> linear"))
+HEADS = (
+    HeadSpec("linear", linear, options=LinearOptions, description="dropout + one linear layer"),
+    HeadSpec("mlp", mlp, options=MLPOptions, description="linear -> ReLU -> dropout -> linear"),
+)

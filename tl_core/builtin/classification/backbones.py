@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tl_core import hookimpl
 from tl_core.components import BackboneSpec, InputSpec, LayerGroup
+from tl_core.errors import RegistryError, did_you_mean
 from tl_core.weights import WeightsEntry
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
@@ -204,7 +204,12 @@ BACKBONES = (
 )
 
 
-@hookimpl
-def tl_register_backbones(register: Any) -> None:
+def core_backbone(name: str) -> BackboneSpec:
+    """One of the core's own backbones (its factory, layer groups and weights entries), without the registry: what a
+    plugin's registration hook may reuse, where looking up the registry it is filling would be an error."""
     for spec in BACKBONES:
-        register(spec)
+        if spec.name == name:
+            return spec
+    names = [s.name for s in BACKBONES]
+    raise RegistryError(f"the core has no backbone {name!r}{did_you_mean(name, names)}; its backbones: "
+                        f"{', '.join(names)}")

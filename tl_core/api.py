@@ -1,0 +1,199 @@
+"""The names a plugin may use: everything a plugin, its tests and the ``tl new-plugin`` template need, declared here
+in ``__all__`` and documented in docs/plugin_hooks.md ("The API a plugin uses"). A plugin imports hooks' marker and
+these names only: ``from tl_core import hookimpl`` and ``from tl_core.api import BackboneSpec, ...``. Everything
+else in ``tl_core`` may change without notice; ``tests/test_api.py`` holds the bundled plugins and the template to
+this, and checks that every name here is documented.
+
+A name is imported the first time it is used (PEP 562), from the module that defines it: a plugin module that
+imports ``BackboneSpec`` loads the torch-free data types, not the trainer, so ``tl plugins`` and ``tl --help`` stay
+instant. The few names that need torch (``Pooled``, ``TransferModel``, ``build_backbone``, ``backbone_for``,
+``make_head``, ``BuiltBackbone``) import it when they are first used, which should be inside a factory or a hook.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "HOOK_API_VERSION",
+    "MODEL_FILE",
+    "BackboneSpec",
+    "BuiltBackbone",
+    "ClassificationData",
+    "DataConfig",
+    "DataError",
+    "DataFormat",
+    "FreezePolicy",
+    "GroupState",
+    "HeadSpec",
+    "InputSpec",
+    "LayerGroup",
+    "LoadReport",
+    "ModelBundle",
+    "PluginError",
+    "Pooled",
+    "Recipe",
+    "RecipeError",
+    "RecipeSource",
+    "RegistryError",
+    "RunContext",
+    "RunError",
+    "Samples",
+    "TLError",
+    "TaskSpec",
+    "TaskSteps",
+    "TrainConfig",
+    "TrainResult",
+    "TransferModel",
+    "WeightsEntry",
+    "WeightsError",
+    "apply_plan",
+    "backbone_for",
+    "beside",
+    "build_backbone",
+    "cache_dir",
+    "core_backbone",
+    "csv_records",
+    "did_you_mean",
+    "evaluate_outputs",
+    "execute",
+    "format_options",
+    "group_parameters",
+    "hookimpl",
+    "image_failure",
+    "is_path",
+    "load_classification",
+    "load_into",
+    "load_recipe",
+    "make_head",
+    "make_policy",
+    "package_file",
+    "plugins",
+    "random_split",
+    "read_image_csv",
+    "read_image_folder",
+    "read_new",
+    "read_report",
+    "read_state_dict",
+    "recipes_in",
+    "register_plugin",
+    "registry",
+    "require_every_class",
+    "resolve_device",
+    "resolve_precision",
+    "resolve_weights",
+    "sha256_of",
+    "stratified_split",
+    "train_task",
+    "unregister_plugin",
+    "validate_recipe",
+    "write_atomic",
+    "write_json",
+]
+
+#: where each declared name lives: ``"module"`` (same name) or ``"module:name"``
+WHERE = {
+    "HOOK_API_VERSION": "tl_core", "hookimpl": "tl_core",
+    **dict.fromkeys(("TLError", "RecipeError", "RegistryError", "WeightsError", "DataError", "RunError",
+                     "PluginError", "did_you_mean"), "tl_core.errors"),
+    **dict.fromkeys(("BackboneSpec", "InputSpec", "LayerGroup", "HeadSpec", "DataFormat", "ModelBundle",
+                     "RecipeSource", "recipes_in", "TrainResult", "TaskSteps", "TaskSpec"), "tl_core.components"),
+    **dict.fromkeys(("WeightsEntry", "LoadReport", "load_into", "read_state_dict", "is_path", "package_file",
+                     "cache_dir", "sha256_of", "resolve_weights"), "tl_core.weights"),
+    **dict.fromkeys(("Recipe", "DataConfig", "TrainConfig", "format_options"), "tl_core.sections"),
+    "load_recipe": "tl_core.recipe", "validate_recipe": "tl_core.recipe:validate",
+    **dict.fromkeys(("Samples", "ClassificationData", "load_classification", "csv_records", "beside",
+                     "require_every_class", "stratified_split", "random_split", "image_failure", "read_new"),
+                    "tl_core.data"),
+    **dict.fromkeys(("read_image_folder", "read_image_csv"), "tl_core.builtin.classification.images"),
+    "core_backbone": "tl_core.builtin.classification.backbones",
+    **dict.fromkeys(("FreezePolicy", "GroupState", "apply_plan", "group_parameters"), "tl_core.policies"),
+    **dict.fromkeys(("make_policy", "train_task"), "tl_core.task"),
+    **dict.fromkeys(("registry", "plugins", "register_plugin", "unregister_plugin"), "tl_core.plugins"),
+    **dict.fromkeys(("Pooled", "TransferModel", "BuiltBackbone", "build_backbone", "backbone_for", "make_head"),
+                    "tl_core.model"),
+    **dict.fromkeys(("evaluate_outputs", "resolve_device", "resolve_precision"), "tl_core.train"),
+    "RunContext": "tl_core.context",
+    "execute": "tl_core.run",
+    **dict.fromkeys(("read_report", "MODEL_FILE"), "tl_core.report"),
+    **dict.fromkeys(("write_atomic", "write_json"), "tl_core.files"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"tl_core.api has no {name!r}: the names a plugin may use are tl_core.api.__all__")
+    module, _, attribute = where.partition(":")
+    value = getattr(importlib.import_module(module), attribute or name)
+    globals()[name] = value  # the next use is an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # what a type checker sees: the same names, imported for real
+    from tl_core import HOOK_API_VERSION, hookimpl
+    from tl_core.builtin.classification.backbones import core_backbone
+    from tl_core.builtin.classification.images import read_image_csv, read_image_folder
+    from tl_core.components import (
+        BackboneSpec,
+        DataFormat,
+        HeadSpec,
+        InputSpec,
+        LayerGroup,
+        ModelBundle,
+        RecipeSource,
+        TaskSpec,
+        TaskSteps,
+        TrainResult,
+        recipes_in,
+    )
+    from tl_core.context import RunContext
+    from tl_core.data import (
+        ClassificationData,
+        Samples,
+        beside,
+        csv_records,
+        image_failure,
+        load_classification,
+        random_split,
+        read_new,
+        require_every_class,
+        stratified_split,
+    )
+    from tl_core.errors import (
+        DataError,
+        PluginError,
+        RecipeError,
+        RegistryError,
+        RunError,
+        TLError,
+        WeightsError,
+        did_you_mean,
+    )
+    from tl_core.files import write_atomic, write_json
+    from tl_core.model import BuiltBackbone, Pooled, TransferModel, backbone_for, build_backbone, make_head
+    from tl_core.plugins import plugins, register_plugin, registry, unregister_plugin
+    from tl_core.policies import FreezePolicy, GroupState, apply_plan, group_parameters
+    from tl_core.recipe import load_recipe
+    from tl_core.recipe import validate as validate_recipe
+    from tl_core.report import MODEL_FILE, read_report
+    from tl_core.run import execute
+    from tl_core.sections import DataConfig, Recipe, TrainConfig, format_options
+    from tl_core.task import make_policy, train_task
+    from tl_core.train import evaluate_outputs, resolve_device, resolve_precision
+    from tl_core.weights import (
+        LoadReport,
+        WeightsEntry,
+        cache_dir,
+        is_path,
+        load_into,
+        package_file,
+        read_state_dict,
+        resolve_weights,
+        sha256_of,
+    )

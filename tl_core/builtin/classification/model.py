@@ -1,0 +1,25 @@
+"""The image classifier: a registry backbone (adapted to RGB images if it was made for other input) with a
+registry head sized to the classes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tl_core.components import InputSpec, ModelBundle
+from tl_core.model import TransferModel, backbone_for, make_head
+
+if TYPE_CHECKING:
+    from tl_core.sections import Recipe
+
+RGB = InputSpec(channels=3, spatial_dims=2)  # what an image folder holds: the builder adapts other backbones to it
+
+
+class Classifier(ModelBundle):
+    """What the core's ``tl_build_model`` returns: a :class:`TransferModel` and how its backbone was made."""
+
+
+def build_classifier(recipe: Recipe, num_classes: int, weights: str | None = None) -> Classifier:
+    """The recipe's backbone (with ``recipe.backbone.weights``, or ``weights``), its head sized to the classes."""
+    built = backbone_for(recipe, RGB, weights)
+    head = make_head(recipe.head.name, recipe.head.options, built.spec.feature_dim, num_classes)
+    return Classifier(TransferModel(built.module, head), built)

@@ -1,0 +1,45 @@
+"""Training the image classifier on the core's one path: images read with PIL, the preprocessing the weights
+expect (or the data format's own transforms), the feature cache when the backbone stays frozen."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tl_core.builtin.classification.images import ImageDataset, transforms
+from tl_core.components import DataFormat, InputSpec, TaskSpec, TrainResult
+from tl_core.plugins import registry
+from tl_core.task import train_task
+
+if TYPE_CHECKING:
+    from tl_core.builtin.classification.model import Classifier
+    from tl_core.context import RunContext
+    from tl_core.data import ClassificationData
+    from tl_core.model import BuiltBackbone
+    from tl_core.sections import Recipe
+
+
+def preprocessing(recipe: Recipe, built: BuiltBackbone, fmt: DataFormat) -> dict[str, Any]:
+    """What the model's inputs went through, as recorded in the report (and keyed into the feature cache)."""
+    spec = built.input
+    pre: dict[str, Any] = {"size": recipe.data.image_size or spec.size, "mean": list(spec.mean),
+                           "std": list(spec.std)}
+    if fmt.transforms is not None:
+        pre["transforms"] = f"data format {fmt.name}"
+    return pre
+
+
+def transform_for(fmt: DataFormat, spec: InputSpec, size: int, augment: bool) -> Any:
+    """The data format's own transforms when it has them, else the core's image preprocessing."""
+    if fmt.transforms is not None:
+        return fmt.transforms(spec, size, augment)
+    return transforms(spec, size, augment)
+
+
+def train(recipe: Recipe, clf: Classifier, data: ClassificationData, ctx: RunContext) -> TrainResult:
+    fmt = registry("data format").get(recipe.data.format)
+    pre = preprocessing(recipe, clf.backbone, fmt)
+
+    def make(samples: Any, augment: bool) -> ImageDataset:
+        return ImageDataset(samples, transform_for(fmt, clf.backbone.input, pre["size"], augment))
+
+    return train_task(recipe, clf, data, ctx, TaskSpec(make_dataset=make, preprocessing=pre))

@@ -1,0 +1,102 @@
+"""The one path that trains a task on the core trainer.
+
+A task describes itself with a :class:`~tl_core.components.TaskSpec` (how its datasets are made, its loss or
+steps, its metrics) and :func:`train_task` does the rest, the same for every task: it makes the recipe's freeze
+policy, trains the head on cached features when the backbone never changes (else the whole model), scores val
+and test, and leaves the model's trainable flags as the policy left them (what the report counts).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tl_core import features
+from tl_core.components import ModelBundle, TaskSpec, TrainResult
+from tl_core.plugins import registry
+from tl_core.policies import FreezePolicy, apply_plan
+from tl_core.train import resolve_device, run_trainer
+
+if TYPE_CHECKING:
+    from tl_core.context import RunContext
+    from tl_core.sections import Recipe
+
+SPLITS = ("train", "val", "test")
+
+
+def make_policy(recipe: Recipe) -> FreezePolicy:
+    """The recipe's freeze policy, with its validated options."""
+    return registry("policy").get(recipe.policy.name)(**recipe.policy.options)
+
+
+def cache_decision(recipe: Recipe, policy: FreezePolicy, task: TaskSpec | None = None) -> str | None:
+    """``None`` when the backbone's features can be cached, else why not."""
+    if task is not None and task.no_cache:
+        return task.no_cache
+    if not policy.frozen_throughout():
+        return f"policy {policy.name} trains the backbone"
+    if recipe.data.augment:
+        return "data.augment is on: the backbone sees different inputs every epoch"
+    if not recipe.data.cache_features:
+        return "data.cache_features is false"
+    return None
+
+
+def train_task(recipe: Recipe, bundle: ModelBundle, data: Any, ctx: RunContext, task: TaskSpec) -> TrainResult:
+    """Train ``bundle`` (its ``model`` has ``backbone`` and ``head``) on ``data`` as ``recipe`` says.
+
+    ``data.train``, ``data.val`` and ``data.test`` are the splits (val and test may be empty or ``None``);
+    ``task.make_dataset`` makes each a dataset. Returns the trainer's result with ``model`` set to what the run
+    saves and ``info`` holding the preprocessing, the feature-cache decision and ``task.info``."""
+    policy = make_policy(recipe)
+    splits = {name: getattr(data, name, None) for name in SPLITS}
+    classes = list(data.classes) if task.classes is None else task.classes
+    why_not = cache_decision(recipe, policy, task)
+    info: dict[str, Any] = {"preprocessing": task.preprocessing,
+                            "feature_cache": {"used": why_not is None, "reason": why_not}}
+    if why_not is None:
+        sets, hits = _cached_features(recipe, bundle, splits, task, ctx)
+        info["feature_cache"]["hits"] = hits
+        from torch import nn
+
+        from tl_core.model import TransferModel  # torch: imported when a run trains
+
+        head_only = TransferModel(nn.Identity(), bundle.model.head)
+        result = run_trainer(head_only, (), policy, recipe.train, ctx, recipe.task, classes,
+                             sets["train"], sets["val"], sets["test"], loss=task.loss,
+                             metric_names=task.metric_names)
+    else:
+        made = {name: task.make_dataset(split, name == "train" and recipe.data.augment) if split else None
+                for name, split in splits.items()}
+        result = run_trainer(bundle.model, bundle.groups, policy, recipe.train, ctx, recipe.task, classes,
+                             made["train"], made["val"], made["test"], num_workers=recipe.data.num_workers,
+                             loss=task.loss, metric_names=task.metric_names, task_steps=task.steps)
+    result.model = bundle.model if task.saved is None else task.saved  # the head-only trainer trained the head in place
+    epochs = recipe.train.epochs  # the full model's trainable flags as the policy left them, for the report
+    apply_plan(bundle.model, bundle.groups, policy.plan(len(bundle.groups), epochs - 1, epochs))
+    result.info.update(info)
+    result.info.update(task.info)
+    return result
+
+
+def _cached_features(recipe: Recipe, bundle: ModelBundle, splits: dict[str, Any], task: TaskSpec,
+                     ctx: RunContext) -> tuple[dict[str, Any], dict[str, bool]]:
+    """Each split's features from the frozen backbone, computed once and cached on disk, as tensor datasets."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    report = bundle.backbone.report
+    weights = report.sha256 if report else f"random-init-seed-{recipe.train.seed}"
+    device = resolve_device(recipe.train.device)
+    sets: dict[str, Any] = {}
+    hits: dict[str, bool] = {}
+    for name, samples in splits.items():
+        if not samples:
+            sets[name] = None
+            continue
+        key = features.cache_key(recipe.backbone.name, weights, task.preprocessing, samples)
+        feats, hits[name], path = features.cached(
+            bundle.model.backbone, task.make_dataset(samples, False), key, recipe.train.batch_size, device
+        )
+        sets[name] = TensorDataset(feats, torch.tensor(samples.labels))
+        ctx.log(f"features {name}: {'cache hit' if hits[name] else 'computed and cached'} ({path.name[:12]}...)")
+    return sets, hits
