@@ -24,6 +24,8 @@ __all__ = [
     "DataConfig",
     "DataError",
     "DataFormat",
+    "FineTune",
+    "FineTuneOptions",
     "FreezePolicy",
     "GroupState",
     "HeadSpec",
@@ -108,7 +110,8 @@ WHERE = {
                     "tl_core.data"),
     **dict.fromkeys(("read_image_folder", "read_image_csv"), "tl_core.builtin.classification.images"),
     "core_backbone": "tl_core.builtin.classification.backbones",
-    **dict.fromkeys(("FreezePolicy", "GroupState", "apply_plan", "group_parameters"), "tl_core.policies"),
+    **dict.fromkeys(("FreezePolicy", "GroupState", "FineTune", "apply_plan", "group_parameters"), "tl_core.policies"),
+    "FineTuneOptions": "tl_core.policy_options",
     **dict.fromkeys(("make_policy", "train_task"), "tl_core.task"),
     **dict.fromkeys(("registry", "plugins", "register_plugin", "unregister_plugin"), "tl_core.plugins"),
     **dict.fromkeys(("Pooled", "TransferModel", "BuiltBackbone", "build_backbone", "backbone_for", "make_head"),
@@ -178,7 +181,8 @@ if TYPE_CHECKING:  # what a type checker sees: the same names, imported for real
     from tl_core.files import write_atomic, write_json
     from tl_core.model import BuiltBackbone, Pooled, TransferModel, backbone_for, build_backbone, make_head
     from tl_core.plugins import plugins, register_plugin, registry, unregister_plugin
-    from tl_core.policies import FreezePolicy, GroupState, apply_plan, group_parameters
+    from tl_core.policies import FineTune, FreezePolicy, GroupState, apply_plan, group_parameters
+    from tl_core.policy_options import FineTuneOptions
     from tl_core.recipe import load_recipe
     from tl_core.recipe import validate as validate_recipe
     from tl_core.report import MODEL_FILE, read_report

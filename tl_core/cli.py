@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from tl_core.errors import TLError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     name="tl",
@@ -23,8 +24,35 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
+# the consoles are made on first use: a listing asked for --json prints plain JSON and never loads rich's console
+out: Console | None = None
+err: Console | None = None
+
+
+def _out() -> Console:
+    global out
+    if out is None:
+        from rich.console import Console
+
+        out = Console()
+    return out
+
+
+def _err() -> Console:
+    global err
+    if err is None:
+        from rich.console import Console
+
+        err = Console(stderr=True)
+    return err
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Console":  # tl_core.cli.Console, as before the consoles were made lazily (tests build their own)
+        from rich.console import Console
+
+        return Console
+    raise AttributeError(f"module 'tl_core.cli' has no attribute {name!r}")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 SetOpt = Annotated[list[str], typer.Option("--set", help="Override a recipe key: --set train.epochs=5 (repeatable).")]
@@ -34,12 +62,14 @@ def _emit(rows: list[dict[str, Any]], as_json: bool, title: str, columns: list[s
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return
+    from rich.table import Table
+
     table = Table(title=title)
     for c in columns:
         table.add_column(c)
     for row in rows:
         table.add_row(*[_cell(row.get(c)) for c in columns])
-    out.print(table)
+    _out().print(table)
 
 
 def _cell(value: Any) -> str:
@@ -61,9 +91,25 @@ def plugins(as_json: JsonOpt = False) -> None:
           ["name", "distribution", "version", "status", "reason", "hooks"])
 
 
+def _options(model: Any) -> dict[str, Any]:
+    """A pydantic options model as listing rows show it: defaults, the required keys, what each key means."""
+    fields = model.model_fields if model is not None else {}
+    return {"options": {k: f.get_default(call_default_factory=True) for k, f in fields.items() if not f.is_required()},
+            "required": [k for k, f in fields.items() if f.is_required()],
+            "help": {k: f.description for k, f in fields.items() if f.description}}
+
+
+def _option_cells(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        required = [f"{k} (required)" for k in r.pop("required")]
+        r["options"] = required + [f"{k}={v}" for k, v in r["options"].items()]
+
+
 @app.command()
 def backbones(as_json: JsonOpt = False) -> None:
-    """List backbones with their weights entries and layer groups."""
+    """List backbones with their weights entries and layer groups (--json: every field of each)."""
+    from dataclasses import asdict
+
     from tl_core.plugins import registry
 
     reg = registry("backbone")
@@ -73,18 +119,16 @@ def backbones(as_json: JsonOpt = False) -> None:
             "plugin": reg.owner(name),
             "feature_dim": spec.feature_dim,
             "tasks": list(spec.tasks),
+            "input": asdict(spec.input),
             "layer_groups": [g.name for g in spec.layer_groups],
-            "weights": [
-                {"name": w.name, "source": w.source, "location": w.location, "sha256": w.sha256,
-                 "licence": w.licence, "training_data": w.training_data}
-                for w in spec.weights
-            ],
+            "prefixes": {g.name: list(g.prefixes) for g in spec.layer_groups},
+            "weights": [w.as_dict() for w in spec.weights],
             "description": spec.description,
         }
         for name, spec in reg.items()
     ]
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows, indent=2, default=str))
         return
     for row in rows:
         row["weights"] = [f"{w['name']} ({w['source']})" for w in row["weights"]]
@@ -111,17 +155,25 @@ def policies(as_json: JsonOpt = False) -> None:
     from tl_core.plugins import registry
 
     reg = registry("policy")
-    rows = []
-    for n, p in reg.items():
-        fields = p.Options.model_fields if p.Options else {}
-        rows.append({"name": n, "plugin": reg.owner(n), "description": p.description, "batchnorm": p.batchnorm,
-                     "options": {k: f.default for k, f in fields.items() if not f.is_required()},
-                     "required": [k for k, f in fields.items() if f.is_required()]})
+    rows = [{"name": n, "plugin": reg.owner(n), "description": p.description, "batchnorm": p.batchnorm,
+             **_options(p.Options)} for n, p in reg.items()]
     if not as_json:
-        for r in rows:
-            required = [f"{k} (required)" for k in r.pop("required")]
-            r["options"] = required + [f"{k}={v}" for k, v in r["options"].items()]
+        _option_cells(rows)
     _emit(rows, as_json, "freeze policies", ["name", "description", "batchnorm", "options"])
+
+
+@app.command()
+def formats(as_json: JsonOpt = False) -> None:
+    """List data formats: the task each reads for, its data.options (with their defaults) and what it reads."""
+    from tl_core.plugins import registry
+
+    reg = registry("data format")
+    rows = [{"name": n, "plugin": reg.owner(n), "task": f.task, "description": f.description,
+             "evaluate": f.read_split is not None, "own_transforms": f.transforms is not None,
+             **_options(f.options)} for n, f in reg.items()]
+    if not as_json:
+        _option_cells(rows)
+    _emit(rows, as_json, "data formats", ["name", "plugin", "task", "options", "description"])
 
 
 @app.command()
@@ -154,7 +206,7 @@ def inspect(
     if not as_json:
         total = sum(r["parameters"] for r in rows)
         trainable = sum(r["trainable_parameters"] for r in rows)
-        out.print(f"trainable {trainable:,} / {total:,} parameters ({total - trainable:,} frozen)")
+        _out().print(f"trainable {trainable:,} / {total:,} parameters ({total - trainable:,} frozen)")
 
 
 @app.command()
@@ -171,13 +223,13 @@ def run(
     from tl_core.run import execute
 
     try:
-        report = execute(load_recipe(recipe, set_), out_dir, resume=resume, quiet=quiet, console=err)
+        report = execute(load_recipe(recipe, set_), out_dir, resume=resume, quiet=quiet, console=_err())
     except KeyboardInterrupt:
-        err.print(f"interrupted; continue with: tl run {recipe} --out {out_dir} --resume")
+        _err().print(f"interrupted; continue with: tl run {recipe} --out {out_dir} --resume")
         raise typer.Exit(130) from None
-    out.print(summary_table(report))
+    _out().print(summary_table(report))
     model = "model.safetensors" if (out_dir / "model.safetensors").is_file() else "model/"
-    out.print(f"wrote {out_dir}/report.json, metrics.csv, curves.png, {model}")
+    _out().print(f"wrote {out_dir}/report.json, metrics.csv, curves.png, {model}")
 
 
 @app.command("new-plugin")
@@ -189,7 +241,7 @@ def new_plugin(
     from tl_core.scaffold import new_plugin as make
 
     target = make(name, where)
-    out.print(f"wrote {target}; next: pip install -e {target} && pytest {target}/tests "
+    _out().print(f"wrote {target}; next: pip install -e {target} && pytest {target}/tests "
               f"&& pytest --tl-conformance={name}")
 
 
@@ -224,13 +276,13 @@ def report(
     if as_json:
         print(json.dumps({"metrics": data["metrics"], "scratch": (data.get("scratch") or {}).get("metrics")}, indent=2))
         return
-    out.print(summary_table(data))
+    _out().print(summary_table(data))
     load = data.get("load_report")
     if load:
-        out.print(f"weights {load['weights']} (sha256 {str(load['sha256'])[:12]}...): {len(load['loaded'])} tensors "
+        _out().print(f"weights {load['weights']} (sha256 {str(load['sha256'])[:12]}...): {len(load['loaded'])} tensors "
                   f"loaded, {len(load['dropped'])} dropped, {len(load['missing'])} missing")
     cache = data.get("feature_cache") or {}
-    out.print(f"best epoch {data['best_epoch']} of {len(data['epochs'])} by val {data['selection_metric']}; "
+    _out().print(f"best epoch {data['best_epoch']} of {len(data['epochs'])} by val {data['selection_metric']}; "
               f"feature cache: {'used' if cache.get('used') else 'not used (' + str(cache.get('reason')) + ')'}")
 
 
@@ -253,7 +305,7 @@ def main() -> None:
         _add_plugin_commands()
         app()
     except TLError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _err().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

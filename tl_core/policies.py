@@ -22,15 +22,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from tl_core.compat import moved
+from tl_core.components import resolve
 from tl_core.errors import RecipeError, TLError
 
 if TYPE_CHECKING:
     import torch
+    from pydantic import BaseModel
     from torch import nn
 
     from tl_core.components import LayerGroup
+
+OPTIONS = "tl_core.policy_options"  # the core policies' options models (pydantic), imported when first used
+# 1.1 plugins found the option models here
+__getattr__ = moved(__name__, dict.fromkeys(("FineTuneOptions", "FreezeFirstOptions", "GradualUnfreezeOptions",
+                                             "FreezeGroupsOptions", "ProbeThenFineTuneOptions"), OPTIONS))
 
 BNMode = Literal["train", "freeze-stats", "freeze"]
 
@@ -44,45 +50,30 @@ class GroupState:
     bn: BNMode
 
 
-class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _PolicyType(type):
+    """A policy's ``Options`` may name its pydantic model by reference (``"module:Class"``): it is imported the
+    first time the class is asked for it, so that registering policies (``tl plugins``) imports no pydantic."""
+
+    def __getattribute__(cls, name: str) -> Any:
+        value = super().__getattribute__(name)
+        if name == "Options" and isinstance(value, str):
+            value = resolve(value, f"policy {super().__getattribute__('name')!r}: Options")
+            type.__setattr__(cls, name, value)
+        return value
 
 
-class FineTuneOptions(_Options):
-    backbone_lr_mult: float = Field(0.1, gt=0, description="backbone LR = head LR x this")
-    layer_decay: float = Field(1.0, gt=0, le=1, description="each group below the top gets LR x this once more")
-    bn: BNMode = Field("train", description="BatchNorm in trainable groups: train, freeze-stats or freeze")
-
-
-class FreezeFirstOptions(FineTuneOptions):
-    groups: int = Field(1, ge=0, description="how many layer groups, from the stem, stay frozen")
-    backbone_lr_mult: float = Field(1.0, gt=0, description="backbone LR = head LR x this")
-
-
-class GradualUnfreezeOptions(FineTuneOptions):
-    every: int = Field(1, ge=1, description="unfreeze one more group (from the top) every this many epochs")
-
-
-class FreezeGroupsOptions(FineTuneOptions):
-    frozen: list[str] = Field(..., min_length=1, description="names of the layer groups that stay frozen")
-    backbone_lr_mult: float = Field(1.0, gt=0, description="backbone LR = head LR x this")
-
-
-class ProbeThenFineTuneOptions(FineTuneOptions):
-    probe_epochs: int = Field(1, ge=0, description="epochs of linear probing (frozen backbone) before fine-tuning")
-
-
-class FreezePolicy:
+class FreezePolicy(metaclass=_PolicyType):
     """Base class: subclasses set the class attributes and implement :meth:`plan`."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     batchnorm: ClassVar[str] = ""
-    Options: ClassVar[type[BaseModel] | None] = None
+    Options: ClassVar[type[BaseModel] | str | None] = None  # or "module:Class", imported when first used
     example: ClassVar[dict[str, Any]] = {}  # options that make a valid instance (the conformance suite uses them)
 
     def __init__(self, **options: Any) -> None:
-        self.options: Any = self.Options(**options) if self.Options is not None else None
+        model = type(self).Options  # through the class, which resolves a reference
+        self.options: Any = model(**options) if model is not None else None
         self.group_names: tuple[str, ...] = ()
 
     def bind(self, group_names: Sequence[str]) -> FreezePolicy:
@@ -143,7 +134,7 @@ class FineTune(FreezePolicy):
     name = "fine-tune"
     description = "everything trains; backbone at head LR x backbone_lr_mult, optional layer-wise decay"
     batchnorm = "option bn (default train): train, freeze-stats or freeze"
-    Options = FineTuneOptions
+    Options = f"{OPTIONS}:FineTuneOptions"
 
     def plan(self, n_groups: int, epoch: int, epochs: int) -> list[GroupState]:
         return self._trainable(n_groups, [True] * n_groups)
@@ -153,7 +144,7 @@ class FreezeFirst(FreezePolicy):
     name = "freeze-first"
     description = "the first `groups` layer groups (from the stem) stay frozen, the rest trains"
     batchnorm = "frozen groups: freeze; trainable groups: option bn (default train)"
-    Options = FreezeFirstOptions
+    Options = f"{OPTIONS}:FreezeFirstOptions"
 
     def plan(self, n_groups: int, epoch: int, epochs: int) -> list[GroupState]:
         return self._trainable(n_groups, [i >= self.options.groups for i in range(n_groups)])
@@ -163,7 +154,7 @@ class GradualUnfreeze(FreezePolicy):
     name = "gradual-unfreeze"
     description = "head first; then one more group, from the top, every `every` epochs, each a new optimizer group"
     batchnorm = "frozen groups: freeze; unfrozen groups: option bn (default train)"
-    Options = GradualUnfreezeOptions
+    Options = f"{OPTIONS}:GradualUnfreezeOptions"
 
     def plan(self, n_groups: int, epoch: int, epochs: int) -> list[GroupState]:
         unfrozen = min(n_groups, epoch // self.options.every)
@@ -174,7 +165,7 @@ class FreezeGroups(FreezePolicy):
     name = "freeze-groups"
     description = "the layer groups named in `frozen` stay frozen, whatever their place; the others train"
     batchnorm = "frozen groups: freeze; trainable groups: option bn (default train)"
-    Options = FreezeGroupsOptions
+    Options = f"{OPTIONS}:FreezeGroupsOptions"
     example = {"frozen": ["middle"]}  # for the conformance suite's 3-group backbone (stem, middle, top)
 
     def bind(self, group_names: Sequence[str]) -> FreezePolicy:
@@ -194,7 +185,7 @@ class ProbeThenFineTune(FreezePolicy):
     name = "probe-then-fine-tune"
     description = "a linear probe (frozen backbone) for `probe_epochs`, then fine-tuning from it"
     batchnorm = "probe: freeze; fine-tuning: option bn (default train)"
-    Options = ProbeThenFineTuneOptions
+    Options = f"{OPTIONS}:ProbeThenFineTuneOptions"
 
     def plan(self, n_groups: int, epoch: int, epochs: int) -> list[GroupState]:
         return self._trainable(n_groups, [epoch >= self.options.probe_epochs] * n_groups)

@@ -15,7 +15,7 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
 
 
 class BackboneConfig(_Section):
@@ -35,7 +35,7 @@ class BackboneConfig(_Section):
 class _Named(BaseModel):
     """``head`` and ``policy``: a name plus options that the named head/policy validates."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, defer_build=True)
     name: str
 
     @property

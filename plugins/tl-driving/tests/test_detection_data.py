@@ -14,7 +14,6 @@ import pytest
 from tl_core.errors import DataError
 from tl_core.sections import DataConfig
 from tl_driving.data import (
-    DATA_FORMATS,
     DetectionData,
     DetectionDataset,
     DrivingOptions,
@@ -32,6 +31,7 @@ from tl_driving.formats import (
     read_yolo,
     write_yolo,
 )
+from tl_driving.registrations import DATA_FORMATS
 from tl_driving.synthetic import CLASS_MAPS, CLASSES, draw_scene, write_scenes
 
 PLUGIN = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tl_core.api import DataError, DataFormat, random_split
+from tl_core.api import DataError, random_split
 from tl_driving.formats import (
     DetectionSet,
     read_bdd100k,
@@ -26,11 +26,12 @@ from tl_driving.formats import (
     yolo_splits,
 )
 from tl_driving.options import DrivingOptions, as_options
+from tl_driving.registrations import TASK
 
 if TYPE_CHECKING:
     from tl_core.api import DataConfig
 
-DETECTION_TASK = "object-detection"
+DETECTION_TASK = TASK
 
 
 # ---------------------------------------------------------------- read(config, seed)
@@ -146,32 +147,6 @@ def read_kitti_data(config: DataConfig, seed: int) -> DetectionData:
 
 def read_bdd100k_data(config: DataConfig, seed: int) -> DetectionData:
     return load_detection(config, seed, read_bdd100k)
-
-
-DATA_FORMATS: tuple[DataFormat, ...] = (
-    DataFormat(
-        "yolo", DETECTION_TASK, read=read_yolo_data, read_split=read_yolo, options=DrivingOptions,
-        description="an ultralytics data YAML (train/val/test, names) or images/ + labels/ + classes.txt; "
-        "lines 'class cx cy w h' normalised to [0, 1]",
-    ),
-    DataFormat(
-        "coco", DETECTION_TASK, read=read_coco_data, read_split=read_coco, options=DrivingOptions,
-        description="a COCO JSON file (images, annotations with bbox [x, y, w, h], categories); images beside it "
-        "or in images/ (or data.options.images)",
-    ),
-    DataFormat(
-        "voc", DETECTION_TASK, read=read_voc_data, read_split=read_voc, options=DrivingOptions,
-        description="a Pascal VOC folder: Annotations/*.xml and JPEGImages/ (or images/)",
-    ),
-    DataFormat(
-        "kitti", DETECTION_TASK, read=read_kitti_data, read_split=read_kitti, options=DrivingOptions,
-        description="a KITTI object folder: image_2/ and label_2/ (DontCare regions dropped)",
-    ),
-    DataFormat(
-        "bdd100k", DETECTION_TASK, read=read_bdd100k_data, read_split=read_bdd100k, options=DrivingOptions,
-        description="a BDD100K label JSON (frames with box2d labels) with its images in images/ beside it",
-    ),
-)
 
 
 # ---------------------------------------------------------------- torch side

@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_core.api import HeadSpec, InputSpec, ModelBundle, TLError
+from tl_core.api import InputSpec, ModelBundle, TLError
+from tl_driving.registrations import TASK
 
 if TYPE_CHECKING:
     from tl_core.api import Recipe
 
-TASK = "object-detection"
 
 
 class DetectorOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     anchor_sizes: tuple[int, ...] = Field(
         (16, 32, 64, 128),
         description="anchor size in pixels per pyramid level (strides 8, 16, 32, 64); SSDlite: its smallest box",
@@ -250,19 +250,6 @@ def ssdlite(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, size:
 
 def yolo_head(*args: Any, **kwargs: Any) -> Any:
     raise TLError("the yolo head is part of an ultralytics model: use a yolo backbone (yolo11n, yolov8n, ...)")
-
-
-HEADS = (
-    HeadSpec("yolo", yolo_head, tasks=(TASK,), description="the ultralytics model's own Detect head"),
-    HeadSpec("faster-rcnn", faster_rcnn, tasks=(TASK,), options=DetectorOptions,
-             description="torchvision Faster R-CNN (RPN + RoI heads) on an FPN over the backbone's strides 8-32"),
-    HeadSpec("retinanet", retinanet, tasks=(TASK,), options=DetectorOptions,
-             description="torchvision RetinaNet (focal loss, one stage) on an FPN"),
-    HeadSpec("fcos", fcos, tasks=(TASK,), options=DetectorOptions,
-             description="torchvision FCOS (anchor-free, one stage) on an FPN"),
-    HeadSpec("ssdlite", ssdlite, tasks=(TASK,), options=DetectorOptions,
-             description="torchvision SSDlite (strides 16, 32 and four new blocks; depthwise-separable head)"),
-)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from tl_core.api import format_options
 class DrivingOptions(BaseModel):
     """``data.options`` of the driving data formats."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     classes: list[str] | None = Field(
         None, description="keep only these classes, in this order (= label ids); boxes of others are dropped and "

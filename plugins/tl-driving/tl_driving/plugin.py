@@ -8,6 +8,7 @@ from typing import Any
 
 from tl_core import hookimpl
 from tl_core.api import recipes_in
+from tl_driving.registrations import DATA_FORMATS, HEADS
 
 TL_HOOK_API = ">=2.0,<3"  # the tl hook API versions this plugin works with
 
@@ -24,16 +25,12 @@ def tl_register_backbones(register: Any) -> None:
 
 @hookimpl
 def tl_register_heads(register: Any) -> None:
-    from tl_driving.models import HEADS
-
     for head in HEADS:
         register(head)
 
 
 @hookimpl
 def tl_register_datasets(register: Any) -> None:
-    from tl_driving.data import DATA_FORMATS
-
     for fmt in DATA_FORMATS:
         register(fmt)
 

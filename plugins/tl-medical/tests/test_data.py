@@ -13,7 +13,6 @@ from tl_core.data import ClassificationData
 from tl_core.errors import DataError
 from tl_core.sections import DataConfig
 from tl_medical.data import (
-    DATA_FORMATS,
     MedicalData,
     MedicalDataset,
     MedicalOptions,
@@ -22,6 +21,7 @@ from tl_medical.data import (
     read_medical_folder,
     read_segmentation,
 )
+from tl_medical.registrations import DATA_FORMATS
 
 # ---------------------------------------------------------------- class-per-folder
 

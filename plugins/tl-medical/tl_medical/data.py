@@ -27,7 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tl_core.api import (
     ClassificationData,
     DataError,
-    DataFormat,
     Samples,
     beside,
     csv_records,
@@ -42,15 +41,13 @@ if TYPE_CHECKING:
 
     from tl_core.api import DataConfig
 
-CLASSIFICATION_TASK = "medical-classification"
-SEGMENTATION_TASK = "medical-segmentation"
 _NOT_DICOM = (".nii", ".nii.gz", ".png", ".jpg", ".jpeg")
 
 
 class MedicalOptions(BaseModel):
     """``data.options`` of the medical data formats."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     spatial_dims: Literal[2, 3] = Field(2, description="2: images (H, W); 3: volumes (D, H, W)")
     size: int = Field(64, ge=4, description="size along every spatial axis after resizing (data.image_size wins)")
@@ -458,24 +455,6 @@ def read_csv_data(config: DataConfig, seed: int) -> MedicalData:
 
 def read_segmentation_data(config: DataConfig, seed: int) -> MedicalData:
     return load_medical(config, seed, read_segmentation, segmentation=True)
-
-
-DATA_FORMATS: tuple[DataFormat, ...] = (
-    DataFormat(
-        "medical-folder", CLASSIFICATION_TASK, read=read_folder_data, read_split=read_medical_folder,
-        options=MedicalOptions,
-        description="one sub-folder per class of DICOM, NIfTI or PNG/JPEG files (3D: also DICOM series folders)",
-    ),
-    DataFormat(
-        "medical-csv", CLASSIFICATION_TASK, read=read_csv_data, read_split=read_medical_csv, options=MedicalOptions,
-        description="a CSV of path,label rows naming DICOM, NIfTI or PNG/JPEG files or DICOM series folders",
-    ),
-    DataFormat(
-        "medical-segmentation", SEGMENTATION_TASK, read=read_segmentation_data, read_split=read_segmentation,
-        options=MedicalOptions,
-        description="images/ and masks/ matched by name (or a CSV of image,mask rows); masks hold class indices",
-    ),
-)
 
 
 # ---------------------------------------------------------------- torch side

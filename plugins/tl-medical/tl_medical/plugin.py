@@ -8,6 +8,7 @@ from typing import Any
 
 from tl_core import hookimpl
 from tl_core.api import recipes_in
+from tl_medical.registrations import DATA_FORMATS
 
 TL_HOOK_API = ">=2.0,<3"  # the tl hook API versions this plugin works with
 
@@ -24,8 +25,6 @@ def tl_register_backbones(register: Any) -> None:
 
 @hookimpl
 def tl_register_datasets(register: Any) -> None:
-    from tl_medical.data import DATA_FORMATS
-
     for fmt in DATA_FORMATS:
         register(fmt)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tl_core.api import TLError
-from tl_medical.data import SEGMENTATION_TASK
+from tl_medical.registrations import SEGMENTATION_TASK
 from tl_medical.tasks import MedicalClassifier, target_input, task_spec
 
 if TYPE_CHECKING:

@@ -52,7 +52,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_core.api import FreezePolicy, GroupState, TLError
+from tl_core.api import TLError
 
 INFO_FILE = "tl_adapters.json"
 FORMAT = 1
@@ -77,7 +77,7 @@ class AdapterError(TLError):
 class LoraOptions(BaseModel):
     """LoRA adapter options (peft): rank, scaling, dropout, which layers, and whether embeddings train too."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     r: int = Field(8, ge=1, description="rank of the LoRA update matrices")
     alpha: int = Field(16, ge=1, description="LoRA scaling: the update is multiplied by alpha / r")
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="dropout on the LoRA branch's input")
@@ -396,21 +396,3 @@ def merge(model: Any) -> Any:
     if not isinstance(model, PeftModel):
         raise AdapterError(f"merge: {type(model).__name__} has no adapters to merge")
     return model.merge_and_unload()
-
-
-class LoraPolicy(FreezePolicy):
-    """``policy: {name: lora, r: 8, alpha: 16}``: the translation model's own layer groups stay frozen and peft
-    LoRA adapters train in its attention layers (the ``adapters`` layer group that tl-translation adds when it
-    builds the model with this policy). ``RUN/adapter`` holds the adapter, ``RUN/model`` the merged model."""
-
-    name = "lora"
-    description = "base model frozen; low-rank adapters (peft LoRA) train in its attention layers"
-    batchnorm = "freeze: every layer of the base model is frozen"
-    Options = LoraOptions
-
-    def plan(self, n_groups: int, epoch: int, epochs: int) -> list[GroupState]:
-        if self.group_names and "adapters" not in self.group_names:
-            raise AdapterError("policy lora: the model has no adapters; it is a translation policy (tl-translation "
-                               "adds the adapters when it builds a translation model)")
-        return [GroupState(True, 1.0, "freeze") if name == "adapters" else GroupState(False, 0.0, "freeze")
-                for name in (self.group_names or ("",) * n_groups)]

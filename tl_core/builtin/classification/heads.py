@@ -6,11 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_core.components import HeadSpec
-
 
 class LinearOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
@@ -30,9 +28,3 @@ def mlp(in_features: int, num_outputs: int, hidden: int = 256, dropout: float = 
     return nn.Sequential(
         nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_outputs)
     )
-
-
-HEADS = (
-    HeadSpec("linear", linear, options=LinearOptions, description="dropout + one linear layer"),
-    HeadSpec("mlp", mlp, options=MLPOptions, description="linear -> ReLU -> dropout -> linear"),
-)

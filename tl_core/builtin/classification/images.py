@@ -7,12 +7,11 @@ Reading checks that every image decodes; a file that does not is skipped, counte
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tl_core.components import DataFormat
 from tl_core.data import (
+    ClassificationData,
     Samples,
     beside,
     csv_records,
@@ -25,6 +24,7 @@ from tl_core.errors import DataError
 
 if TYPE_CHECKING:
     from tl_core.components import InputSpec
+    from tl_core.sections import DataConfig
 
 
 def _decodes(path: Path) -> str | None:
@@ -98,22 +98,14 @@ def read_image_csv(path: str, strict: bool = False, classes: list[str] | None = 
     return samples
 
 
-def _read(reader: Any, config: Any, seed: int) -> Any:
-    return load_classification(config, seed, reader)
+def read_folder_data(config: DataConfig, seed: int) -> ClassificationData:
+    """``read`` of the ``image-folder`` format: ``data.path`` (and ``data.test_path``), a stratified val split."""
+    return load_classification(config, seed, read_image_folder)
 
 
-FORMATS = (
-    DataFormat(
-        "image-folder", "image-classification",
-        read=partial(_read, read_image_folder), read_split=read_image_folder,
-        description="one sub-folder of images per class",
-    ),
-    DataFormat(
-        "image-csv", "image-classification",
-        read=partial(_read, read_image_csv), read_split=read_image_csv,
-        description="a CSV with path,label columns (paths relative to the CSV)",
-    ),
-)
+def read_csv_data(config: DataConfig, seed: int) -> ClassificationData:
+    """``read`` of the ``image-csv`` format."""
+    return load_classification(config, seed, read_image_csv)
 
 
 # ------------------------------------------------------------------ torch side

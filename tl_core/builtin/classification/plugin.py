@@ -12,9 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from tl_core import hookimpl
 from tl_core.builtin.classification.backbones import BACKBONES
-from tl_core.builtin.classification.heads import HEADS
-from tl_core.builtin.classification.images import FORMATS
-from tl_core.components import recipes_in
+from tl_core.components import DataFormat, HeadSpec, recipes_in
 
 if TYPE_CHECKING:
     from tl_core.context import RunContext
@@ -22,6 +20,18 @@ if TYPE_CHECKING:
 
 TASK = "image-classification"
 RECIPES = Path(__file__).parent / "recipes"
+IMAGES = "tl_core.builtin.classification.images"  # the readers, imported when data is read
+HEAD = "tl_core.builtin.classification.heads"  # the heads and their options (pydantic), imported when used
+HEADS = (
+    HeadSpec("linear", f"{HEAD}:linear", options=f"{HEAD}:LinearOptions", description="dropout + one linear layer"),
+    HeadSpec("mlp", f"{HEAD}:mlp", options=f"{HEAD}:MLPOptions", description="linear -> ReLU -> dropout -> linear"),
+)
+FORMATS = (
+    DataFormat("image-folder", TASK, read=f"{IMAGES}:read_folder_data", read_split=f"{IMAGES}:read_image_folder",
+               description="one sub-folder of images per class"),
+    DataFormat("image-csv", TASK, read=f"{IMAGES}:read_csv_data", read_split=f"{IMAGES}:read_image_csv",
+               description="a CSV with path,label columns (paths relative to the CSV)"),
+)
 
 
 @hookimpl
