@@ -66,6 +66,47 @@ def test_a_broken_plugin_fails_the_suite_naming_each_broken_entry(pytester, monk
     assert "plugin 'broken' broke the tl_evaluate contract" in out and "'accuracy' is str" in out
 
 
+MANGLED = '''
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from tl_core import hookimpl
+from tl_core.api import WeightsEntry, register_plugin, sha256_of
+from tl_core.testing import tiny_spec
+
+spec = tiny_spec()
+state = spec.factory().state_dict()
+path = Path(__file__).with_name("mangled.pt")
+torch.save({(k if k.startswith("features.0.") else f"stage.{k}"): v for k, v in state.items()}, path)
+entry = WeightsEntry(name="mangled", architecture="tiny", source="file", location=str(path), sha256=sha256_of(path),
+                     licence="test", mean=(0.5,) * 3, std=(0.5,) * 3)
+
+
+class Mangled:
+    @hookimpl
+    def tl_register_backbones(self, register):
+        register(dataclasses.replace(spec, name="mangled-net", weights=(entry,)))
+
+
+register_plugin(Mangled(), "mangled")
+'''
+
+
+def test_a_weights_entry_whose_key_map_does_not_fit_fails_the_suite(pytester, monkeypatch):
+    """An entry that fills a third of its backbone would train on mostly random weights: the suite loads every
+    entry it can have offline for real, and says which one does not fit."""
+    monkeypatch.setenv("TL_PLUGINS", "")
+    pytester.makeconftest(textwrap.dedent(MANGLED))
+    result = pytester.runpytest_subprocess("--tl-conformance=mangled", "-p", "no:cacheprovider", "-q",
+                                           "-k", "offline")
+    out = result.stdout.str()
+    result.assert_outcomes(failed=1)
+    assert "mangled: weights mangled-net/mangled do not load into 'mangled-net'" in out
+    assert "only 5 of 15 tensors of tiny come from mangled.pt" in out
+
+
 def test_an_unknown_plugin_name_is_a_usage_error(pytester, monkeypatch):
     monkeypatch.setenv("TL_PLUGINS", "")
     result = pytester.runpytest_subprocess("--tl-conformance=nobody", "-p", "no:cacheprovider", "-q")

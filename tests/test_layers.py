@@ -102,3 +102,55 @@ def test_the_cycle_finder_finds_a_cycle_made_by_a_function_local_import() -> Non
     assert cycles(graph) == [["p.a", "p.b"]]
     tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from p.a import thing\n")
     assert [t for t, _, _ in runtime_imports(tree, "p.b", False)] == ["typing"]
+
+
+HEAVY = {"torch", "torchvision", "timm", "accelerate", "safetensors", "matplotlib", "torchmetrics", "PIL", "numpy",
+         "monai", "ultralytics", "transformers", "sentencepiece", "peft", "huggingface_hub", "pytest"}
+# the core modules whose function-local imports of other core modules are deliberate, and why
+DEFERRING = {
+    "tl_core.cli": "each command imports its own work: tl --help and the listings load only what they use",
+    "tl_core.testing": "a pytest plugin, loaded by every pytest session of the environment: fixtures import when used",
+    "tl_core.conformance": "the conformance suite's checks import what each needs, as the fixtures do",
+    "tl_core.builtin.classification.plugin": "a plugin module, imported by every tl command: hooks import when run",
+    "tl_core.classifier": "hook API 1.1's names, served with a warning; the new homes are imported when asked for",
+}
+
+
+def module_level_imports(tree: ast.Module) -> list[str]:
+    """The modules a module imports when it is imported (not in functions, not under TYPE_CHECKING)."""
+    found: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append(node.module)
+            found.extend(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_imports_between_light_core_modules_are_at_module_level() -> None:
+    """A function-local import inside the core is kept only where it defers something heavy (torch and the
+    like, or a core module that imports them), or in a module that says why it defers (``DEFERRING``)."""
+    package = ROOT / "tl_core"
+    files = {module_name(f, ROOT): f for f in sorted(package.rglob("*.py"))}
+    trees = {m: ast.parse(f.read_text(encoding="utf-8")) for m, f in files.items()}
+    heavy: set[str] = set()
+    changed = True
+    while changed:  # a module is heavy when it imports a heavy library, or a heavy core module, on import
+        changed = False
+        for module, tree in trees.items():
+            imported = module_level_imports(tree)
+            if module not in heavy and any(i.split(".")[0] in HEAVY or i in heavy for i in imported):
+                heavy.add(module)
+                changed = True
+    problems = []
+    for module, tree in trees.items():
+        if module in DEFERRING:
+            continue
+        for function in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+            for node in ast.walk(function):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "tl_core":
+                    targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                    if not any(t in heavy for t in targets if t in trees):
+                        problems.append(f"{module}:{node.lineno} imports {node.module} inside {function.name}()")
+    assert not problems, "light core modules imported in functions; import them at the top: " + "; ".join(problems)

@@ -18,6 +18,7 @@ KINDS = {
     "test_backbone_builds_and_its_layer_groups_cover_every_parameter": "backbone",
     "test_backbone_runs_forward_on_its_declared_input": "backbone",
     "test_weights_entries_name_licence_and_hash": "backbone",
+    "test_weights_entries_that_can_be_had_offline_load_into_their_backbone": "backbone",
     "test_head_builds_and_maps_features_to_outputs": "head",
     "test_policy_plans_and_freezes_what_it_claims": "policy",
     "test_data_format_is_complete": "data format",
@@ -100,6 +101,25 @@ def test_weights_entries_name_licence_and_hash(entry: Any) -> None:
         if w.source == "package":
             assert ":" in w.location and w.package, \
                 f"{plugin}: weights {name}/{w.name}: a package entry needs 'module:path' and the pip requirement"
+
+
+def test_weights_entries_that_can_be_had_offline_load_into_their_backbone(entry: Any) -> None:
+    """Each weights entry whose file is on this machine (a package's, a local file, a cached download) loads into
+    its architecture for real: a key map that fills less than half of it fails here, not in a user's run."""
+    from tl_core.errors import TLError
+    from tl_core.weights import load_into, offline_reason
+
+    plugin, name, spec = entry
+    here = [w for w in spec.weights if offline_reason(w) is None]
+    if not here:
+        reasons = "; ".join(f"{w.name}: {offline_reason(w)}" for w in spec.weights) or "it has no weights entries"
+        pytest.skip(f"backbone {name!r}: no weights entry can be had offline ({reasons})")
+    for weights in here:
+        try:
+            report = load_into(_build(spec), weights)
+        except TLError as exc:
+            pytest.fail(f"{plugin}: weights {name}/{weights.name} do not load into {name!r}: {exc}")
+        assert report.loaded, f"{plugin}: weights {name}/{weights.name} loaded no tensor"
 
 
 def test_head_builds_and_maps_features_to_outputs(entry: Any) -> None:

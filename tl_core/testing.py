@@ -13,28 +13,31 @@ in any test session. Fixtures (all prefixed ``tl_``):
 - ``tl_tiny_backbone``: a registered 3-stage convolutional backbone (``tiny``, 16 features, random init) for
   tests of heads, policies or data formats;
 - ``tl_image_folder``: ``tl_image_folder(classes=("cat", "dog"), per_class=6)`` writes a tiny image folder;
-- ``tl_tiny_data``: ``tl_tiny_data("translation/minilm-ny-en")`` writes tiny data for that recipe's task and returns
-  the ``--set`` overrides that make the recipe train on it for one short epoch (``None`` when no plugin has tiny
-  data for the task): an image folder for image classification, else what the recipe's plugin gives through
-  ``tl_conformance_smoke`` (every bundled plugin does: detection scenes, medical images and volumes, sentence
-  pairs).
+- ``tl_tiny_data``: ``tl_tiny_data("translation/minilm-ny-en")`` writes tiny data for that recipe and returns the
+  ``--set`` overrides that make the recipe train on it for one short epoch (``None`` when no plugin has tiny data
+  for it), through the ``tl_conformance_smoke`` hook (every bundled plugin answers: image folders, detection
+  scenes, medical images and volumes, sentence pairs).
 
 The conformance suite: ``pytest --tl-conformance=NAME`` (an entry-point name such as ``medical``, or a plugin
 module such as ``tl_medical.plugin``; several, comma-separated) checks everything that plugin registers:
 
 - every backbone builds offline from its factory (for real), covers each parameter with exactly one layer
   group, and (for image inputs) runs forward on its declared input to ``(batch, feature_dim)``; every weights
-  entry names its licence, a package or file entry its sha256 (a URL or hub entry without one is a warning);
+  entry names its licence, a package or file entry its sha256 (a URL or hub entry without one is a warning), and
+  every entry whose file is on the machine (a package's, a local file, a cached download) loads into its
+  architecture for real, filling at least half of it;
 - every head of an image task builds and maps ``(batch, in_features)`` to ``(batch, outputs)``;
 - every policy has a name, description and BatchNorm statement, plans one state per layer group for every
   epoch, is consistent with ``frozen_throughout()``, and - applied to the tiny backbone for a training step -
   leaves exactly its frozen groups (BatchNorm statistics included) unchanged;
 - every data format names a task and has a reader, and validates an empty ``data.options``;
 - every recipe validates, and names only backbones, heads, policies and data formats that exist; and it trains for
-  one tiny epoch - on a tiny image folder for image classification, or on the overrides the plugin's module gives
-  through ``tl_conformance_smoke(recipe_name, folder) -> list[str] | None`` (``--set`` assignments pointing at
-  tiny data it writes into ``folder``); a recipe of a task without tiny data is skipped, with that reason; every
-  hook answer in that run must have its hook's declared shape (:mod:`tl_core.contract`).
+  one tiny epoch on tiny data in its own format, which the plugins give through the ``tl_conformance_smoke`` hook
+  (the core answers for its image folders), with its own weights where they can be had offline. What the suite
+  must swap out is said in a :class:`ConformanceSwap` warning: an image-classification recipe in a format no
+  plugin has tiny data for trains on an image folder, weights that need the network train from random init. A
+  recipe without tiny data is skipped, with that reason; every hook answer in that run must have its hook's
+  declared shape (:mod:`tl_core.contract`).
 
 A failure names the plugin and the entry that broke the rule.
 """
