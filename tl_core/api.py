@@ -82,6 +82,7 @@ __all__ = [
     "register_plugin",
     "registry",
     "require_every_class",
+    "reset_plugins",
     "resolve_device",
     "resolve_precision",
     "resolve_weights",
@@ -114,6 +115,7 @@ WHERE = {
     "FineTuneOptions": "tl_core.policy_options",
     **dict.fromkeys(("make_policy", "train_task"), "tl_core.task"),
     **dict.fromkeys(("registry", "plugins", "register_plugin", "unregister_plugin"), "tl_core.plugins"),
+    "reset_plugins": "tl_core.plugins:reset",
     **dict.fromkeys(("Pooled", "TransferModel", "BuiltBackbone", "build_backbone", "backbone_for", "make_head"),
                     "tl_core.model"),
     **dict.fromkeys(("evaluate_outputs", "resolve_device", "resolve_precision"), "tl_core.train"),
@@ -181,6 +183,7 @@ if TYPE_CHECKING:  # what a type checker sees: the same names, imported for real
     from tl_core.files import write_atomic, write_json
     from tl_core.model import BuiltBackbone, Pooled, TransferModel, backbone_for, build_backbone, make_head
     from tl_core.plugins import plugins, register_plugin, registry, unregister_plugin
+    from tl_core.plugins import reset as reset_plugins
     from tl_core.policies import FineTune, FreezePolicy, GroupState, apply_plan, group_parameters
     from tl_core.policy_options import FineTuneOptions
     from tl_core.recipe import load_recipe

@@ -144,7 +144,8 @@ def _trace() -> None:
         exc = outcome.exception
         if exc is not None:
             print(f"tl trace: {hook_name} raised {type(exc).__name__}: {_short(str(exc))}", file=sys.stderr)
-        elif not hook_name.startswith("tl_register_"):  # registrations answer through register()
+        elif hook_name not in EVENT_HOOKS and not hook_name.startswith("tl_register_"):
+            # registrations answer through register(), events answer nothing
             print(f"tl trace: {hook_name} answered {_short(outcome.get_result())}", file=sys.stderr)
 
     if _undo_trace is None:
