@@ -170,7 +170,9 @@ def test_samples_of_arrays_have_a_content_fingerprint_for_the_feature_cache():
     same = Samples([np.zeros((4, 4)), np.ones((4, 4))], [0, 1], ["a", "b"])
     other = Samples([np.zeros((4, 4)), np.full((4, 4), 2.0)], [0, 1], ["a", "b"])
     reshaped = Samples([np.zeros((2, 8)), np.ones((2, 8))], [0, 1], ["a", "b"])
-    assert a.fingerprint() == same.fingerprint()
+    tensors = Samples([torch.zeros(4, 4, dtype=torch.float64), torch.ones(4, 4, dtype=torch.float64)], [0, 1],
+                      ["a", "b"])
+    assert a.fingerprint() == same.fingerprint() == tensors.fingerprint()  # the same numbers, the same key
     assert len({a.fingerprint(), other.fingerprint(), reshaped.fingerprint()}) == 3
     assert a.paths is a.items and len(a.subset([1])) == 1
 
