@@ -163,8 +163,10 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
 
     def run(*args: str) -> tuple[int, str, str]:
         monkeypatch.setattr(sys, "argv", ["tl", *map(str, args)])
-        monkeypatch.setattr(cli_module, "out", cli_module.Console(width=200))
-        monkeypatch.setattr(cli_module, "err", cli_module.Console(stderr=True, width=200))
+        from rich.console import Console
+
+        monkeypatch.setattr(cli_module, "out", Console(width=200))
+        monkeypatch.setattr(cli_module, "err", Console(stderr=True, width=200))
         code = 0
         try:
             cli_module.main()

@@ -81,9 +81,7 @@ def tl_evaluate(task, outputs, targets, class_names):  # 1.1: no options paramet
     return {"old_top1": (outputs.argmax(1) == targets).float().mean().item()}
 
 
-def tl_conformance_smoke(recipe, folder):  # 1.1: a plain module function, parameters (recipe, folder)
-    if recipe != "old/tiny":
-        return None
+def tl_conformance_smoke(recipe, folder):  # 1.1: a plain module function, called for this plugin's recipes only
     import shutil
 
     shutil.copytree(HERE / "images", Path(folder) / "images")
@@ -141,6 +139,8 @@ def test_a_hook_api_1_1_plugin_runs_unchanged_with_a_warning_for_each_moved_name
         assert json.loads(stdout)["items"] == 18
         overrides = tl_tiny_data("old/tiny")  # its module-level smoke function, through the hook
         assert overrides[0].startswith("data.path=") and overrides[0].endswith("images")
+        core = tl_tiny_data("vision/linear-probe")  # as in 1.1, not asked for another plugin's recipe
+        assert core[0].endswith("tiny-data-1/images") and "old_plugin" not in " ".join(core)
     finally:
         plugins.unregister_plugin("old")
 

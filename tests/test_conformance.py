@@ -155,3 +155,28 @@ def test_tl_tiny_data_gives_a_recipe_tiny_data_for_its_task(tl_tiny_data, tl_tin
     overrides = tl_tiny_data("fake/mine")
     assert asked == ["fake/mine"] and overrides[0].startswith("data.path=") and overrides[1] == "data.image_size=16"
     assert overrides[2:] == SHORT_RUN
+
+
+def test_tiny_data_for_an_image_csv_recipe_is_a_csv(tl_tiny_data, tmp_path, tl_plugin):
+    """The core's tiny data keeps a recipe's own format: an image-csv recipe gets a CSV naming tiny images."""
+    from tl_core import hookimpl
+    from tl_core.components import RecipeSource
+    from tl_core.recipe import load_recipe
+    from tl_core.run import execute
+
+    recipe = tmp_path / "csv.yaml"
+    recipe.write_text("task: image-classification\nbackbone: {name: mobilenet_v2, weights: none}\n"
+                      "data: {format: image-csv, path: nowhere.csv}\n")
+
+    class Recipes:
+        @hookimpl
+        def tl_register_recipes(self, register):
+            register(RecipeSource("mine/csv", recipe))
+
+    tl_plugin(Recipes(), "csv-recipes")
+    overrides = tl_tiny_data("mine/csv")
+    path = overrides[0].removeprefix("data.path=")
+    assert path.endswith("images.csv") and not any(o.startswith("data.format=") for o in overrides)
+    report = execute(load_recipe("mine/csv", overrides), tmp_path / "run", quiet=True)
+    assert report["recipe"]["data"]["format"] == "image-csv" and report["data"]["train"] > 0
+

@@ -44,14 +44,14 @@ def tagged_folder(source: Path, target: Path) -> Path:
 def tagged_plugin():
     from pydantic import BaseModel, ConfigDict
 
-    from tl_core.api import DataError, read_image_folder
+    from tl_core.api import DataError, format_options, read_image_folder
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
         label_from: str = "second"  # the default reads the wrong tag: only the run's own option reads them right
 
     def read_split(path, strict=False, classes=None, options=None):
-        opts = options or Options()
+        opts = format_options(Options, options)  # the run's data.options, validated
         index = 0 if opts.label_from == "first" else 1
         staged = Path(path).parent / f".{Path(path).name}-by-{opts.label_from}"
         if not staged.exists():  # re-sort the flat folder into class folders, by the tag the options name
@@ -64,8 +64,7 @@ def tagged_plugin():
         return read_image_folder(str(staged), strict, classes)
 
     def read(config, seed):
-        return load_classification(config, seed, lambda p, strict=False, classes=None: read_split(
-            p, strict, classes, Options(**config.options)))
+        return load_classification(config, seed, read_split)  # which hands read_split the run's data.options
 
     class Tagged:
         @hookimpl
@@ -154,7 +153,8 @@ def test_samples_in_memory_train_with_the_formats_own_transforms(tiny_plugin, tl
     assert code == 0, stderr
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert (3, 16, True) in calls and (3, 16, False) in calls  # train augments, val and test do not
-    assert report["preprocessing"]["transforms"] == "data format spectrograms"
+    assert report["preprocessing"]["transforms"]["format"] == "spectrograms"  # recorded, and keyed into the cache
+    assert report["preprocessing"]["transforms"]["function"].endswith(":array_plugin.<locals>.transforms")
     assert report["metrics"]["test"]["accuracy"] >= 0.75, report["metrics"]
     calls.clear()
     code, stdout, stderr = cli("evaluate", tmp_path / "run", "--data", test, "--json")
@@ -422,3 +422,71 @@ def test_tl_core_testing_extra_brings_the_conformance_suites_needs():
 
     extras = [r for r in requires("tl-core") if 'extra == "testing"' in r]
     assert any(r.startswith("pytest") for r in extras), extras
+
+
+def test_a_loss_term_may_be_a_plain_number_and_a_policy_with_one_trains_the_whole_model(tiny_plugin, tl_plugin,
+                                                                                        image_folder, tmp_path):
+    """A loss term that is a number (0.0, say) adds nothing and breaks nothing; and a frozen-backbone policy with a
+    loss term trains the whole model, not the head on cached features (the term may look at the backbone)."""
+    from tl_core.api import FreezePolicy, GroupState, execute, validate_recipe
+
+    seen = []
+
+    class Nothing(FreezePolicy):
+        name = "frozen-with-term"
+        description = "frozen backbone, a loss term of zero"
+        batchnorm = "freeze"
+
+        def plan(self, n_groups, epoch, epochs):
+            return [GroupState(False, 0.0, "freeze")] * n_groups
+
+        def frozen_throughout(self):
+            return True
+
+        def loss_term(self, model):
+            seen.append(type(model.backbone).__name__)
+            return lambda trained: 0.0
+
+    class Policies:
+        @hookimpl
+        def tl_register_policies(self, register):
+            register(Nothing)
+
+    tl_plugin(Policies(), "nothing")
+    report = execute(validate_recipe(tiny_recipe(image_folder, policy={"name": "frozen-with-term"},
+                                                 train={"epochs": 1})), tmp_path / "run", quiet=True)
+    assert report["epochs"][0]["train_penalty"] == 0.0
+    assert report["feature_cache"] == {"used": False, "reason": "policy frozen-with-term adds a loss term, which "
+                                       "needs the whole model"}
+    assert seen == ["Pooled"]  # the backbone as built, not an identity in front of cached features
+
+
+def test_a_task_with_its_own_steps_or_unlabelled_items_never_trains_on_cached_features(tiny_plugin):
+    from tl_core.api import TaskSpec, TaskSteps, validate_recipe
+    from tl_core.policies import FeatureExtraction
+    from tl_core.task import cache_decision
+
+    recipe = validate_recipe(tiny_recipe("x", policy={"name": "feature-extraction"}))
+    policy = FeatureExtraction()
+    own = TaskSpec(make_dataset=lambda split, augment: split, steps=TaskSteps(train=None, predict=None))
+    assert "computes its own loss" in cache_decision(recipe, policy, own)
+    plain = TaskSpec(make_dataset=lambda split, augment: split)
+    assert "no labels and content fingerprint" in cache_decision(recipe, policy, plain, {"train": [("a", 1)]})
+    assert cache_decision(recipe, policy, plain, {"train": Samples(["a.png"], [0], ["a", "b"])}) is None
+
+
+def test_a_reader_gets_path_strict_and_classes_positionally_whatever_it_calls_them():
+    """A hook API 1.1 ``read_split(path, strict, labels)`` still gets the run's class list, in its order."""
+    from tl_core.data import read_set
+
+    got = []
+
+    def old_reader(where, strict=False, labels=None):
+        got.append((where, strict, labels))
+
+    def new_reader(path, strict=False, classes=None, options=None):
+        got.append((path, strict, classes, options))
+
+    read_set(old_reader, "x", True, ["b", "a"], {"k": 1})
+    read_set(new_reader, "y", False, None, {"k": 1})
+    assert got == [("x", True, ["b", "a"]), ("y", False, None, {"k": 1})]

@@ -143,6 +143,18 @@ def test_a_plugin_kept_from_loading_can_be_registered_in_process_under_its_name(
     assert "fake-head" not in plugins.registry("head")
 
 
+def test_the_same_plugin_under_a_second_name_is_refused_and_the_first_stays(fake_dist):
+    import importlib
+
+    fake_dist({"good": GOOD})
+    assert by_name()["good"].status == "loaded"
+    plugins.register_plugin(importlib.import_module("fake_good"), "good-again")
+    infos = by_name()
+    assert infos["good-again"].status == "failed" and "already registered as 'good'" in infos["good-again"].reason
+    assert infos["good"].status == "loaded" and plugins.registry("head").owner("fake-head") == "good"
+    plugins.unregister_plugin("good-again")
+
+
 def test_allow_list_and_block_list(fake_dist, monkeypatch):
     monkeypatch.setenv("TL_DISABLE_PLUGINS", "other")
     fake_dist({"good": GOOD, "other": GOOD.replace("fake-head", "other-head")}, allow="good,other")

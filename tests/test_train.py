@@ -73,6 +73,23 @@ def test_resume_of_a_different_recipe_is_refused(tiny_plugin, image_folder, tmp_
     assert len(json.loads((tmp_path / "run" / "report.json").read_text())["epochs"]) == 2
 
 
+def test_resume_of_a_run_checkpointed_by_an_older_tl_fills_in_the_keys_added_since(tiny_plugin, image_folder, tmp_path,
+                                                                                    write_recipe, cli):
+    """A checkpoint written before backbone.allow_partial existed is not "a different recipe"."""
+    recipe = write_recipe(tiny_recipe(image_folder, train={"epochs": 2}))
+    register_plugin(Interrupt(1), "interrupt")
+    try:
+        assert cli("run", recipe, "--out", tmp_path / "run", "--quiet")[0] == 130
+    finally:
+        unregister_plugin("interrupt")
+    saved = tmp_path / "run" / "checkpoints" / "recipe.json"
+    old = json.loads(saved.read_text())
+    del old["backbone"]["allow_partial"]  # as tl 0.1 wrote it
+    saved.write_text(json.dumps(old))
+    code, _, stderr = cli("run", recipe, "--out", tmp_path / "run", "--resume", "--quiet")
+    assert code == 0, stderr
+
+
 def test_same_seed_same_result(tiny_plugin, image_folder, tmp_path):
     data = tiny_recipe(image_folder, data={"augment": True}, head={"name": "linear", "dropout": 0.3})
     a, b = run(data, tmp_path / "a"), run(data, tmp_path / "b")

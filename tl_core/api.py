@@ -1,8 +1,9 @@
-"""The names a plugin may use: everything a plugin, its tests and the ``tl new-plugin`` template need, declared here
-in ``__all__`` and documented in docs/plugin_hooks.md ("The API a plugin uses"). A plugin imports hooks' marker and
-these names only: ``from tl_core import hookimpl`` and ``from tl_core.api import BackboneSpec, ...``. Everything
-else in ``tl_core`` may change without notice; ``tests/test_api.py`` holds the bundled plugins and the template to
-this, and checks that every name here is documented.
+"""The names a plugin may use: everything a plugin package and the ``tl new-plugin`` template (its tests included) need,
+declared here in ``__all__`` and documented in docs/plugin_hooks.md ("The API a plugin uses"). The pytest fixtures
+and the conformance suite's names (``ConformanceSwap``) are :mod:`tl_core.testing`'s. A plugin imports the hook
+marker and these names only: ``from tl_core import hookimpl`` and ``from tl_core.api import BackboneSpec, ...``.
+Everything else in ``tl_core`` may change without notice; ``tests/test_api.py`` holds the bundled plugins and the
+template to this, and checks that every name here is documented.
 
 A name is imported the first time it is used (PEP 562), from the module that defines it: a plugin module that
 imports ``BackboneSpec`` loads the torch-free data types, not the trainer, so ``tl plugins`` and ``tl --help`` stay
@@ -86,12 +87,14 @@ __all__ = [
     "resolve_device",
     "resolve_precision",
     "resolve_weights",
+    "set_train_mode",
     "sha256_of",
     "stratified_split",
     "train_task",
     "unregister_plugin",
     "validate_recipe",
     "write_atomic",
+    "write_image_folder",
     "write_json",
 ]
 
@@ -111,7 +114,8 @@ WHERE = {
                     "tl_core.data"),
     **dict.fromkeys(("read_image_folder", "read_image_csv"), "tl_core.builtin.classification.images"),
     "core_backbone": "tl_core.builtin.classification.backbones",
-    **dict.fromkeys(("FreezePolicy", "GroupState", "FineTune", "apply_plan", "group_parameters"), "tl_core.policies"),
+    **dict.fromkeys(("FreezePolicy", "GroupState", "FineTune", "apply_plan", "group_parameters", "set_train_mode"),
+                    "tl_core.policies"),
     "FineTuneOptions": "tl_core.policy_options",
     **dict.fromkeys(("make_policy", "train_task"), "tl_core.task"),
     **dict.fromkeys(("registry", "plugins", "register_plugin", "unregister_plugin"), "tl_core.plugins"),
@@ -123,6 +127,7 @@ WHERE = {
     "execute": "tl_core.run",
     **dict.fromkeys(("read_report", "MODEL_FILE"), "tl_core.report"),
     **dict.fromkeys(("write_atomic", "write_json"), "tl_core.files"),
+    "write_image_folder": "tl_core.sample_data",
 }
 
 
@@ -184,12 +189,13 @@ if TYPE_CHECKING:  # what a type checker sees: the same names, imported for real
     from tl_core.model import BuiltBackbone, Pooled, TransferModel, backbone_for, build_backbone, make_head
     from tl_core.plugins import plugins, register_plugin, registry, unregister_plugin
     from tl_core.plugins import reset as reset_plugins
-    from tl_core.policies import FineTune, FreezePolicy, GroupState, apply_plan, group_parameters
+    from tl_core.policies import FineTune, FreezePolicy, GroupState, apply_plan, group_parameters, set_train_mode
     from tl_core.policy_options import FineTuneOptions
     from tl_core.recipe import load_recipe
     from tl_core.recipe import validate as validate_recipe
     from tl_core.report import MODEL_FILE, read_report
     from tl_core.run import execute
+    from tl_core.sample_data import write_image_folder
     from tl_core.sections import DataConfig, Recipe, TrainConfig, format_options
     from tl_core.task import make_policy, train_task
     from tl_core.train import evaluate_outputs, resolve_device, resolve_precision

@@ -46,14 +46,6 @@ def _err() -> Console:
         err = Console(stderr=True)
     return err
 
-
-def __getattr__(name: str) -> Any:
-    if name == "Console":  # tl_core.cli.Console, as before the consoles were made lazily (tests build their own)
-        from rich.console import Console
-
-        return Console
-    raise AttributeError(f"module 'tl_core.cli' has no attribute {name!r}")
-
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 SetOpt = Annotated[list[str], typer.Option("--set", help="Override a recipe key: --set train.epochs=5 (repeatable).")]
 
@@ -141,11 +133,10 @@ def heads(as_json: JsonOpt = False) -> None:
     from tl_core.plugins import registry
 
     reg = registry("head")
-    rows = [
-        {"name": n, "plugin": reg.owner(n), "tasks": list(h.tasks),
-         "options": list(h.options.model_fields) if h.options else [], "description": h.description}
-        for n, h in reg.items()
-    ]
+    rows = [{"name": n, "plugin": reg.owner(n), "tasks": list(h.tasks), "description": h.description,
+             **_options(h.options)} for n, h in reg.items()]
+    if not as_json:
+        _option_cells(rows)
     _emit(rows, as_json, "heads", ["name", "plugin", "tasks", "options", "description"])
 
 

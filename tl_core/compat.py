@@ -1,8 +1,8 @@
 """Where hook API 1.1 plugins found names that have moved since: still importable there, with a warning.
 
 A module that lost names gives itself ``__getattr__ = moved(__name__, {name: new_module})``: importing a moved
-name from the old place works, and warns once per name with a :class:`DeprecationWarning` that says where the name
-lives now (``tl_core.api`` declares every name a plugin may use).
+name from the old place works, and warns with a :class:`DeprecationWarning` that says where the name lives now
+(``tl_core.api`` declares every name a plugin may use); Python's warning filters show it once per place.
 """
 
 from __future__ import annotations

@@ -133,7 +133,8 @@ class DataFormat(Lazy):
     ``read(config, seed)`` reads everything the recipe's ``data:`` section names and returns the task's data
     object, splits included (the core's: :class:`tl_core.data.ClassificationData`). ``read_split(path, strict,
     classes, options)`` reads one more set of the same format against a finished run's classes and data options
-    (``tl evaluate``; ``options`` is an instance of the format's options model). Both raise
+    (``tl evaluate``; ``options`` is the validated ``data.options`` mapping, as training passes it through
+    ``load_classification``; ``format_options(Model, options)`` makes it the format's model). Both raise
     :class:`tl_core.errors.DataError` for unusable data, and skip-and-count undecodable files unless ``strict``.
     ``options`` is a pydantic model class validating the recipe's ``data.options`` mapping (for example CT windows
     of a medical format); ``read`` finds the validated values in ``config.options``. ``transforms(input, size,

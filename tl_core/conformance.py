@@ -214,8 +214,8 @@ def test_recipe_runs_a_tiny_training(entry: Any, tmp_path: Any) -> None:
         pytest.skip(f"recipe {name!r} does not validate (test_recipe_validates says why)")
     overrides = tiny_data(name, tmp_path)
     if overrides is None:
-        pytest.skip(f"no tiny data for task {recipe.task!r}: give the plugin module a "
-                    "tl_conformance_smoke(recipe_name, folder) that returns --set overrides")
+        pytest.skip(f"no tiny data for recipe {name!r} (task {recipe.task!r}): give the plugin a tl_conformance_smoke "
+                    "hook (@hookimpl) that writes some and returns the --set overrides")
     tiny = load_recipe(name, overrides)
     report = execute(tiny, tmp_path / "run", quiet=True)
     assert report["epochs"] and report["metrics"], f"{plugin}: recipe {name!r} trained but reported no metrics"

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from tl_core.compat import moved
 from tl_core.errors import DataError
-from tl_core.sections import format_options
 
 if TYPE_CHECKING:
     from tl_core.components import DataFormat
@@ -183,11 +182,24 @@ class ClassificationData:
         }
 
 
+def read_set(reader: Any, path: str, strict: bool, classes: list[str] | None, options: Any) -> Any:
+    """Call a reader of one set (a data format's ``read_split``): ``path``, ``strict`` and ``classes`` positionally,
+    as every reader takes them, and ``options`` - the run's validated ``data.options`` - by keyword when the reader
+    takes it. Training (:func:`load_classification`) and ``tl evaluate`` (:func:`read_new`) read through this, so a
+    format sees the same options in both."""
+    accepted = inspect.signature(reader).parameters.values()
+    if any(p.name == "options" or p.kind is p.VAR_KEYWORD for p in accepted):
+        return reader(path, strict, classes, options=options)
+    return reader(path, strict, classes)
+
+
 def load_classification(config: DataConfig, seed: int, reader: Any) -> ClassificationData:
-    """Read ``config.path`` (and ``config.test_path``) with ``reader``; split off a stratified val set."""
-    full = reader(config.path, strict=config.strict)
+    """Read ``config.path`` (and ``config.test_path``) with ``reader`` (and ``config.options``, when the reader takes
+    them); split off a stratified val set."""
+    full = read_set(reader, config.path, config.strict, None, config.options)
     train_idx, val_idx = stratified_split(full.labels, config.val_fraction, seed)
-    test = reader(config.test_path, strict=config.strict, classes=full.classes) if config.test_path else None
+    test = read_set(reader, config.test_path, config.strict, full.classes, config.options) if config.test_path \
+        else None
     skipped = full.skipped + (test.skipped if test else [])
     return ClassificationData(
         train=full.subset(train_idx),
@@ -204,13 +216,9 @@ def read_new(fmt: DataFormat, path: str, config: DataConfig, classes: list[str] 
     if fmt.read_split is None:
         raise DataError(f"data format {fmt.name!r} reads only whole data sets; give --data in a format that "
                         "reads one more set (for example the run's own format's file)")
-    kwargs: dict[str, Any] = {"strict": config.strict, "classes": classes}
-    if fmt.options is not None:
-        kwargs["options"] = format_options(fmt.options, config.options)
-    accepted = inspect.signature(fmt.read_split).parameters
-    takes_all = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
-    if "options" in kwargs and "options" not in accepted and not takes_all:
+    accepted = inspect.signature(fmt.read_split).parameters.values()
+    if fmt.options is not None and not any(p.name == "options" or p.kind is p.VAR_KEYWORD for p in accepted):
         warnings.warn(f"data format {fmt.name!r}: read_split takes no options, so tl evaluate reads new data with "
                       "the format's defaults, not the run's data.options; give it an options parameter (hook "
                       "API 2.0)", DeprecationWarning, stacklevel=2)
-    return fmt.read_split(path, **{k: v for k, v in kwargs.items() if takes_all or k in accepted})
+    return read_set(fmt.read_split, path, config.strict, classes, config.options)

@@ -1,8 +1,9 @@
 """The feature cache: when the backbone is frozen and nothing random lies between the data and the backbone,
 its features are computed once, stored on disk, and the head trains on them.
 
-The key is a hash of the data (file contents and labels), the weights (their sha256), the backbone and the
-preprocessing, so any change to one of them computes the features again.
+The key is a hash of the data (file contents, or the bytes of in-memory items, and labels), the weights (their
+sha256), the backbone and the preprocessing (a data format's own transforms included), so any change to one of
+them computes the features again.
 """
 
 from __future__ import annotations

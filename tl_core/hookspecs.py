@@ -81,9 +81,9 @@ def tl_adapt_backbone(
 def tl_build_model(recipe: Recipe, data: Any) -> ModelBundle | None:
     """Assemble the model for ``recipe.task``, its head sized from ``data`` (e.g. ``len(data.classes)``).
 
-    ``data`` is what the recipe's data format read. Return ``None`` for tasks you do not handle. The core answers
-    last for ``image-classification`` with a :class:`tl_core.classifier.Classifier` (registry backbone with its
-    weights loaded and reported, plus a registry head); domains return their own
+    ``data`` is what the recipe's data format read. Return ``None`` for tasks you do not handle. The core's
+    image-classification plugin answers last for ``image-classification`` with a ``Classifier`` (registry backbone
+    with its weights loaded and reported, plus a registry head); domains return their own
     :class:`tl_core.components.ModelBundle` subclass.
     """
 
@@ -94,7 +94,7 @@ def tl_train(recipe: Recipe, model: Any, data: Any, ctx: RunContext) -> TrainRes
 
     A domain with a native trainer (ultralytics, the HF Trainer) answers for its task and returns a
     :class:`tl_core.components.TrainResult` whose ``history`` rows hold at least ``epoch`` and ``train_loss``. The
-    core trainer answers last, for the core's :class:`tl_core.classifier.Classifier`. Implementations call
+    core's image-classification plugin answers last, for its own ``Classifier``. Implementations call
     ``ctx.epoch_end(epoch, metrics)`` after each epoch so that event hooks fire. With ``compare.scratch`` it is
     called a second time, with ``ctx.name == "scratch"``.
     """

@@ -89,6 +89,7 @@ def backbone_for(recipe: Recipe, target: InputSpec | None = None, weights: str |
     (channels, 2D/3D) when they differ from the backbone's own. Every task's model builder starts here."""
     spec = registry("backbone").get(recipe.backbone.name)
     return build_backbone(spec, recipe.backbone.weights if weights is None else weights, target,
+                          # a recipe-like object a plugin builds by hand may not carry the field
                           allow_partial=getattr(recipe.backbone, "allow_partial", False))
 
 

@@ -87,30 +87,28 @@ _undo_trace: Callable[[], None] | None = None
 # ------------------------------------------------------------------ versions
 
 
-def incompatibility(module: object) -> str | None:
-    """Why ``module`` cannot be used with this tl (its ``TL_HOOK_API`` range), or ``None``."""
+def hook_api(module: object) -> tuple[str | None, str | None]:
+    """``(why it cannot be used, the older hook API it was written for)`` from a plugin's ``TL_HOOK_API`` range:
+    ``(None, None)`` for a plugin of this version (or without a range), ``(None, "1.1")`` for one this tl runs
+    through its compatibility layer, ``(reason, None)`` for one it cannot run."""
     wanted = getattr(module, "TL_HOOK_API", None)
     if wanted is None:
-        return None
+        return None, None
     try:
         spec = SpecifierSet(str(wanted))
     except InvalidSpecifier:
-        return f"TL_HOOK_API {wanted!r} is not a version range (write it like '>=2.0,<3')"
-    if HOOK_API_VERSION in spec or any(v in spec for v in LEGACY_HOOK_APIS):
-        return None
-    return f"needs tl hook API {wanted}; this tl has {HOOK_API_VERSION} (upgrade the plugin or tl)"
+        return f"TL_HOOK_API {wanted!r} is not a version range (write it like '>=2.0,<3')", None
+    if HOOK_API_VERSION in spec:
+        return None, None
+    legacy = next((v for v in LEGACY_HOOK_APIS if v in spec), None)
+    if legacy is not None:
+        return None, legacy
+    return f"needs tl hook API {wanted}; this tl has {HOOK_API_VERSION} (upgrade the plugin or tl)", None
 
 
-def legacy_api(module: object) -> str | None:
-    """The older hook API a plugin was written for, when its ``TL_HOOK_API`` range leaves out this one."""
-    wanted = getattr(module, "TL_HOOK_API", None)
-    try:
-        spec = SpecifierSet(str(wanted)) if wanted is not None else None
-    except InvalidSpecifier:
-        return None
-    if spec is None or HOOK_API_VERSION in spec:
-        return None
-    return next((v for v in LEGACY_HOOK_APIS if v in spec), None)
+def incompatibility(module: object) -> str | None:
+    """Why ``module`` cannot be used with this tl (its ``TL_HOOK_API`` range), or ``None``."""
+    return hook_api(module)[0]
 
 
 # ------------------------------------------------------------------ tracing
@@ -214,18 +212,21 @@ def _event(hook: str, plugin: str, function: Callable[..., Any]) -> Callable[...
 
 
 def _legacy_smoke(plugin: str, function: Callable[..., Any]) -> Callable[..., Any]:
-    """Hook API 1.1 looked for a plain module function ``tl_conformance_smoke(recipe, folder)``; 2.0 makes it a
-    hook. The old function keeps working, registered as the hook, with a warning."""
+    """Hook API 1.1 looked for a plain module function ``tl_conformance_smoke(recipe, folder)`` and called it for
+    the plugin's own recipes only; 2.0 makes it a hook. The old function keeps working, registered as the hook for
+    the plugin's own recipes, with a warning."""
     warnings.warn(
         f"plugin {plugin!r}: tl_conformance_smoke is a hook since tl hook API 2.0; mark it with @hookimpl and name "
         "its parameters (recipe_name, folder)", DeprecationWarning, stacklevel=2,
     )
 
-    @hookimpl
-    def tl_conformance_smoke(recipe_name: str, folder: Any) -> Any:
+    def own_recipes_only(recipe_name: str, folder: Any) -> Any:
+        recipes = registry("recipe")
+        if recipe_name not in recipes or recipes.owner(recipe_name) != plugin:
+            return None
         return function(recipe_name, folder)
 
-    return tl_conformance_smoke
+    return hookimpl(specname="tl_conformance_smoke")(_answering("tl_conformance_smoke", plugin, own_recipes_only))
 
 
 class Contracted:
@@ -271,26 +272,32 @@ def _env_list(var: str) -> set[str] | None:
     return {p.strip() for p in value.split(",") if p.strip()}
 
 
-def _register(name: str, module: object, info: PluginInfo) -> None:
+def _register(name: str, module: object, info: PluginInfo, loading_notes: tuple[str, ...] = ()) -> None:
+    """Register ``module`` as plugin ``name``; ``loading_notes`` are the deprecation warnings importing it gave
+    (names it takes from where hook API 1.1 had them), shown with its status."""
     reason = incompatibility(module)
     if reason is not None:
         info.status, info.reason = "incompatible", reason
         _plugins[name] = info
         return
-    legacy = legacy_api(module)
+    legacy = hook_api(module)[1]
+    contracted: Contracted | None = None
     try:
+        twin = next((n for n, p in pm.list_name_plugin() if getattr(p, "plugin", None) is module), None)
+        if twin is not None:
+            raise ValueError(f"the same plugin is already registered as {twin!r}")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DeprecationWarning)
             contracted = Contracted(module, name)
         pm.register(contracted, name=name)
         pm.check_pending()
     except Exception as exc:  # a hookimpl with a wrong name or signature
-        if pm.get_plugin(name) is not None:
-            pm.unregister(name=name)
+        if contracted is not None and pm.is_registered(contracted):  # this plugin only: the name may be another's
+            pm.unregister(contracted)
         info.status, info.reason = "failed", f"{type(exc).__name__}: {exc}"
     else:
         info.hooks = sorted(h.name for h in pm.get_hookcallers(contracted) or [])
-        notes = [str(w.message) for w in caught]
+        notes = [*loading_notes, *(str(w.message) for w in caught)]
         if legacy:
             notes.insert(0, f"written for tl hook API {legacy} (TL_HOOK_API {module.TL_HOOK_API!r}); runs on "  # type: ignore[attr-defined]
                             f"{HOOK_API_VERSION} through its compatibility layer: update the plugin to 2.0 "
@@ -324,12 +331,15 @@ def load_plugins() -> None:
             _plugins[ep.name] = info
             continue
         try:
-            module = ep.load()
+            with warnings.catch_warnings(record=True) as imported:
+                warnings.simplefilter("always", DeprecationWarning)
+                module = ep.load()
         except Exception as exc:
             info.status, info.reason = "failed", f"Error importing plugin {ep.name!r}: {type(exc).__name__}: {exc}"
             _plugins[ep.name] = info
             continue
-        _register(ep.name, module, info)
+        moved = tuple(dict.fromkeys(str(w.message) for w in imported if issubclass(w.category, DeprecationWarning)))
+        _register(ep.name, module, info, moved)
     for name in sorted((allow or set()) - set(_plugins)):
         _plugins[name] = PluginInfo(name, "?", status="missing", reason="named in TL_PLUGINS but not installed")
 

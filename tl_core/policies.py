@@ -18,6 +18,7 @@ statistics, silently changing the "frozen" backbone - the bug several toolkits s
 
 from __future__ import annotations
 
+from abc import ABCMeta
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -50,9 +51,10 @@ class GroupState:
     bn: BNMode
 
 
-class _PolicyType(type):
+class _PolicyType(ABCMeta):
     """A policy's ``Options`` may name its pydantic model by reference (``"module:Class"``): it is imported the
-    first time the class is asked for it, so that registering policies (``tl plugins``) imports no pydantic."""
+    first time the class is asked for it, so that registering policies (``tl plugins``) imports no pydantic.
+    (An ``ABCMeta``, so that a policy may mix in ``abc.ABC`` without a metaclass conflict.)"""
 
     def __getattribute__(cls, name: str) -> Any:
         value = super().__getattribute__(name)

@@ -1,7 +1,7 @@
 """Executing a recipe: check everything, train (and train from scratch when asked), write the run folder.
 
-The orchestrator of ``tl run``: it reads the data, asks the plugins for the model and its training, and writes
-the report. Everything it calls lives below it; nothing but the command line and the test fixtures calls it.
+The orchestrator of ``tl run`` (and of :func:`execute` in a plugin's tests): it reads the data, asks the plugins
+for the model and its training, and writes the report. Everything it calls lives below it.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
-from tl_core import context
+from tl_core import context  # RunContext by its module: imported from here, it warns that it moved (compat)
 from tl_core.compat import moved
 from tl_core.errors import RunError, TLError
 from tl_core.plugins import hook, registry
@@ -43,6 +44,14 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's recipe with the defaults of keys added since it was written (a run started by an older tl)."""
+    try:
+        return Recipe.model_validate(saved).resolved()
+    except ValidationError:
+        return saved  # compared as it is: the difference is reported
+
+
 def check_out_dir(out: Path, recipe: Recipe, resume: bool) -> None:
     """Refuse to overwrite a finished run, and to resume a different recipe or a run that has no checkpoint."""
     if resume:
@@ -50,7 +59,7 @@ def check_out_dir(out: Path, recipe: Recipe, resume: bool) -> None:
             raise RunError(f"--resume: no checkpoint in {out}/checkpoints; start the run without --resume")
         saved_file = out / "checkpoints" / "recipe.json"
         if saved_file.is_file():
-            saved, now = _flat(json.loads(saved_file.read_text())), _flat(recipe.resolved())
+            saved, now = _flat(_with_defaults(json.loads(saved_file.read_text()))), _flat(recipe.resolved())
             diff = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k) and k not in RESUMABLE]
             if diff:
                 raise RunError(

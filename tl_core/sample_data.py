@@ -1,4 +1,4 @@
-"""Small real image sets that ship inside Python packages, written out as image folders.
+"""Small real image sets that ship inside Python packages, written out as image folders; and tiny generated ones.
 
 ``python -m tl_core.sample_data digits OUT`` writes scikit-learn's handwritten digits (1,797 real 8x8 scans of
 ten digits, from the UCI "Optical Recognition of Handwritten Digits" set) as PNG files, ``OUT/train/<digit>/``
@@ -39,8 +39,8 @@ def write_digits(out: Path, per_class: int, test_per_class: int, seed: int = 0, 
 
 def write_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 6,
                        size: int = 24, seed: int = 0) -> Path:
-    """``root/<class>/<n>.png``: small images whose colour depends on the class (a learnable task)."""
-
+    """``root/<class>/<n>.png``: small images whose colour depends on the class (a learnable task); the tiny data
+    of tl's tests and conformance suite."""
     from PIL import Image
 
     rng = random.Random(seed)

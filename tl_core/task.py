@@ -28,12 +28,20 @@ def make_policy(recipe: Recipe) -> FreezePolicy:
     return registry("policy").get(recipe.policy.name)(**recipe.policy.options)
 
 
-def cache_decision(recipe: Recipe, policy: FreezePolicy, task: TaskSpec | None = None) -> str | None:
+def cache_decision(recipe: Recipe, policy: FreezePolicy, task: TaskSpec | None = None,
+                   splits: dict[str, Any] | None = None) -> str | None:
     """``None`` when the backbone's features can be cached, else why not."""
     if task is not None and task.no_cache:
         return task.no_cache
+    if task is not None and task.steps is not None:
+        return "the task's model computes its own loss (its own steps): the head cannot train apart from it"
     if not policy.frozen_throughout():
         return f"policy {policy.name} trains the backbone"
+    if type(policy).loss_term is not FreezePolicy.loss_term:
+        return f"policy {policy.name} adds a loss term, which needs the whole model"
+    if splits is not None and not all(hasattr(s, "labels") and hasattr(s, "fingerprint") for s in splits.values()
+                                      if s):
+        return "the data's items have no labels and content fingerprint to key cached features by"
     if recipe.data.augment:
         return "data.augment is on: the backbone sees different inputs every epoch"
     if not recipe.data.cache_features:
@@ -50,7 +58,7 @@ def train_task(recipe: Recipe, bundle: ModelBundle, data: Any, ctx: RunContext, 
     policy = make_policy(recipe)
     splits = {name: getattr(data, name, None) for name in SPLITS}
     classes = list(data.classes) if task.classes is None else task.classes
-    why_not = cache_decision(recipe, policy, task)
+    why_not = cache_decision(recipe, policy, task, splits)
     info: dict[str, Any] = {"preprocessing": task.preprocessing,
                             "feature_cache": {"used": why_not is None, "reason": why_not}}
     if why_not is None:

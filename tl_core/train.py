@@ -251,7 +251,10 @@ class Trainer:
         bad_epochs = 0
         start = 0
         checkpoint: dict[str, Any] | None = None
-        penalty_of = self.policy.loss_term(self.model)  # sees the weights as built, before a checkpoint's
+        # a policy's loss term sees the weights as built (before a checkpoint's) and where they will train: its
+        # anchors (L2-SP's pre-trained weights) must sit on the device the model trains on
+        self.model.to(acc.device)
+        penalty_of = self.policy.loss_term(self.model)
         if resume:
             path = self.ctx.checkpoints / CHECKPOINT
             if not path.is_file():
@@ -316,13 +319,16 @@ class Trainer:
                         else:
                             out = self.model(x)
                             loss = self.loss(out, y)
-                        penalty = penalty_of(acc.unwrap_model(self.model)) if penalty_of is not None else None
+                        penalty = None if penalty_of is None else torch.as_tensor(
+                            penalty_of(acc.unwrap_model(self.model)), device=loss.device)
                         acc.backward(loss if penalty is None else loss + penalty)
                         optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
                         if self.steps is not None and self.steps.after_step is not None:
                             self.steps.after_step(acc.unwrap_model(self.model))
                     value = loss.detach().item()
+                    if penalty is not None and not math.isfinite(penalty.detach().item()):
+                        value = penalty.detach().item()  # a loss term that diverged is a diverged run too
                     if not math.isfinite(value):
                         raise RunError(
                             f"{self.ctx.name}: the training loss is {value} at epoch {epoch + 1}, batch {i + 1} "

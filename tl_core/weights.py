@@ -168,8 +168,7 @@ def offline_reason(entry: WeightsEntry) -> str | None:
             return str(exc)
         return None
     if entry.source == "url":
-        cached = cache_dir() / "weights" / Path(entry.location.split("?")[0]).name
-        return None if cached.is_file() else f"it downloads from {entry.location}"
+        return None if _download_target(entry).is_file() else f"it downloads from {entry.location}"
     if entry.source == "hf":
         from huggingface_hub import try_to_load_from_cache
 
@@ -216,6 +215,11 @@ def _join(entry: WeightsEntry, pieces: list[Path]) -> Path:
     return target
 
 
+def _download_target(entry: WeightsEntry) -> Path:
+    """Where a URL entry's file is kept once downloaded."""
+    return cache_dir() / "weights" / Path(entry.location.split("?")[0]).name
+
+
 def _download_url(entry: WeightsEntry, timeout: float = 30.0) -> Path:
     """Download into the cache through a ``.partial`` file, with a progress bar; verify before keeping it."""
     import shutil
@@ -224,7 +228,7 @@ def _download_url(entry: WeightsEntry, timeout: float = 30.0) -> Path:
 
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
-    target = cache_dir() / "weights" / Path(entry.location.split("?")[0]).name
+    target = _download_target(entry)
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

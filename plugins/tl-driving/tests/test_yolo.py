@@ -46,7 +46,8 @@ def test_gradual_unfreezing_under_ultralytics_keeps_frozen_layers_bit_identical(
 
 
 def test_coco_rows_of_overlapping_classes_are_kept():
-    from tl_driving.yolo import COCO80, build_model, resize_classes
+    from tl_driving.yolo import COCO80, resize_classes
+    from tl_driving.yolo_backbones import build_model
 
     torch.manual_seed(0)
     model = build_model("yolo11n.yaml", nc=80)  # stands for a COCO-trained model
@@ -66,7 +67,8 @@ def test_coco_rows_of_overlapping_classes_are_kept():
 
 def test_ultralytics_checkpoints_load_through_the_restricted_loader(tmp_path):
     from tl_core.errors import WeightsError
-    from tl_driving.yolo import build_model, read_checkpoint
+    from tl_driving.yolo import read_checkpoint
+    from tl_driving.yolo_backbones import build_model
 
     model = build_model("yolo11n.yaml", nc=80)
     path = tmp_path / "yolo11n.pt"

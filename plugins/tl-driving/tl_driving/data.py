@@ -1,5 +1,6 @@
-"""Driving-scene detection data for recipes: ``data.options`` (:class:`DrivingOptions`), ``read(config, seed)``
-(:func:`load_detection`, returning :class:`DetectionData`), the registered data formats, and the torch dataset.
+"""Driving-scene detection data for recipes: ``read(config, seed)`` (:func:`load_detection`, returning
+:class:`DetectionData`) of each data format (registered in :mod:`tl_driving.registrations`, options in
+:mod:`tl_driving.options`), and the torch dataset.
 
 ``data.format`` is one of ``yolo``, ``coco``, ``voc``, ``kitti``, ``bdd100k`` (readers in :mod:`tl_driving.formats`).
 ``data.path`` is read as the training data; a val split comes from the YOLO data YAML's ``val`` when it has one,
@@ -26,12 +27,10 @@ from tl_driving.formats import (
     yolo_splits,
 )
 from tl_driving.options import DrivingOptions, as_options
-from tl_driving.registrations import TASK
 
 if TYPE_CHECKING:
     from tl_core.api import DataConfig
 
-DETECTION_TASK = TASK
 
 
 # ---------------------------------------------------------------- read(config, seed)

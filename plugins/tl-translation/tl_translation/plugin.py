@@ -8,17 +8,16 @@ from typing import Any
 
 from tl_core import hookimpl
 from tl_core.api import recipes_in
-from tl_translation.registrations import DATA_FORMATS, HEADS, LoraPolicy
+from tl_translation.registrations import DATA_FORMATS, HEADS, TASK, LoraPolicy
 
 TL_HOOK_API = ">=2.0,<3"  # the tl hook API versions this plugin works with
 
 RECIPES = Path(__file__).parent / "recipes"
-TASK = "translation"
 
 
 @hookimpl
 def tl_register_backbones(register: Any) -> None:
-    from tl_translation.models import BACKBONES
+    from tl_translation.families import BACKBONES
 
     for spec in BACKBONES:
         register(spec)

@@ -1,5 +1,5 @@
-"""Training a seq2seq model with the core trainer (the model computes its own loss), generating translations for
-the metrics, and saving the model in its own ecosystem's format (``save_pretrained``)."""
+"""Training a seq2seq model on the core's one path (the model computes its own loss), generating translations for
+the metrics and the report's samples, and scoring a finished run on new sentence pairs (``tl evaluate``)."""
 
 from __future__ import annotations
 

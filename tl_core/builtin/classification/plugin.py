@@ -21,10 +21,12 @@ if TYPE_CHECKING:
 TASK = "image-classification"
 RECIPES = Path(__file__).parent / "recipes"
 IMAGES = "tl_core.builtin.classification.images"  # the readers, imported when data is read
-HEAD = "tl_core.builtin.classification.heads"  # the heads and their options (pydantic), imported when used
+HEAD_FACTORIES = "tl_core.builtin.classification.heads"  # the heads and their options (pydantic), imported when used
 HEADS = (
-    HeadSpec("linear", f"{HEAD}:linear", options=f"{HEAD}:LinearOptions", description="dropout + one linear layer"),
-    HeadSpec("mlp", f"{HEAD}:mlp", options=f"{HEAD}:MLPOptions", description="linear -> ReLU -> dropout -> linear"),
+    HeadSpec("linear", f"{HEAD_FACTORIES}:linear", options=f"{HEAD_FACTORIES}:LinearOptions",
+             description="dropout + one linear layer"),
+    HeadSpec("mlp", f"{HEAD_FACTORIES}:mlp", options=f"{HEAD_FACTORIES}:MLPOptions",
+             description="linear -> ReLU -> dropout -> linear"),
 )
 FORMATS = (
     DataFormat("image-folder", TASK, read=f"{IMAGES}:read_folder_data", read_split=f"{IMAGES}:read_image_folder",
@@ -104,8 +106,9 @@ def tl_evaluate_run(run_dir: Path, report: Any, data: str) -> dict[str, Any] | N
 
 @hookimpl(trylast=True)
 def tl_conformance_smoke(recipe_name: str, folder: Path) -> list[str] | None:
-    """A two-class image folder for an image-classification recipe whose data format is an image folder (the
-    core's formats read it); a recipe of another format needs its own plugin's tiny data."""
+    """Two classes of tiny images for an image-classification recipe of the core's formats, in the recipe's own:
+    an image folder, or an image folder and a CSV naming its images. A recipe of another format needs its own
+    plugin's tiny data."""
     from tl_core.recipe import load_recipe
     from tl_core.sample_data import write_image_folder
 
@@ -113,5 +116,9 @@ def tl_conformance_smoke(recipe_name: str, folder: Path) -> list[str] | None:
     if recipe.task != TASK or recipe.data.format not in ("image-folder", "image-csv"):
         return None
     images = write_image_folder(Path(folder) / "images", per_class=4)
-    return [f"data.path={images}", "data.format=image-folder", "data.test_path=null", "data.image_size=32",
-            "data.augment=false"]
+    path = images
+    if recipe.data.format == "image-csv":
+        path = Path(folder) / "images.csv"
+        rows = [f"{p.relative_to(folder)},{p.parent.name}" for p in sorted(images.glob("*/*.png"))]
+        path.write_text("path,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return [f"data.path={path}", "data.test_path=null", "data.image_size=32", "data.augment=false"]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from tl_core.builtin.classification.images import ImageDataset, transforms
 from tl_core.components import DataFormat, InputSpec, TaskSpec, TrainResult
-from tl_core.plugins import registry
+from tl_core.plugins import plugins, registry
 from tl_core.task import train_task
 
 if TYPE_CHECKING:
@@ -23,8 +23,12 @@ def preprocessing(recipe: Recipe, built: BuiltBackbone, fmt: DataFormat) -> dict
     spec = built.input
     pre: dict[str, Any] = {"size": recipe.data.image_size or spec.size, "mean": list(spec.mean),
                            "std": list(spec.std)}
-    if fmt.transforms is not None:
-        pre["transforms"] = f"data format {fmt.name}"
+    if fmt.transforms is not None:  # the feature cache is keyed on it: which function, of which plugin version
+        function = fmt.transforms
+        owner = registry("data format").owner(fmt.name) if fmt.name in registry("data format") else None
+        version = next((p.version for p in plugins() if p.name == owner), None)
+        pre["transforms"] = {"format": fmt.name, "function": f"{function.__module__}:{function.__qualname__}",
+                             "plugin": owner, "version": version}
     return pre
 
 
@@ -36,7 +40,7 @@ def transform_for(fmt: DataFormat, spec: InputSpec, size: int, augment: bool) ->
 
 
 def train(recipe: Recipe, clf: Classifier, data: ClassificationData, ctx: RunContext) -> TrainResult:
-    fmt = registry("data format").get(recipe.data.format)
+    fmt = clf.data_format or registry("data format").get(recipe.data.format)
     pre = preprocessing(recipe, clf.backbone, fmt)
 
     def make(samples: Any, augment: bool) -> ImageDataset:

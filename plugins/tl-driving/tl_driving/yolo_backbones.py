@@ -1,0 +1,77 @@
+"""The ultralytics YOLO backbones tl-driving registers, as data: their layer groups (stem to Detect head) and the COCO
+checkpoints by URL. Registering them imports nothing of ultralytics; :func:`build_model` does, when a model is built.
+Training them is :mod:`tl_driving.yolo`'s job."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from tl_core.api import BackboneSpec, InputSpec, LayerGroup, WeightsEntry
+
+ASSETS = "https://github.com/ultralytics/assets/releases/download/v8.3.0/"
+# model -> (number of backbone layers, number of layers); the same for every scale (n, s, m, l, x)
+LAYOUTS = {"yolo11": (11, 24), "yolov8": (10, 23)}
+COCO80 = (
+    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign parking_meter "
+    "bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie suitcase frisbee "
+    "skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard tennis_racket bottle "
+    "wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot hot_dog pizza donut cake "
+    "chair couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard cell_phone microwave oven "
+    "toaster sink refrigerator book clock vase scissors teddy_bear hair_drier toothbrush"
+).replace("_", " ").split()
+
+
+def layer_groups(family: str) -> tuple[LayerGroup, ...]:
+    backbone, total = LAYOUTS[family]
+
+    def layers(a: int, b: int) -> tuple[str, ...]:
+        return tuple(f"model.{i}" for i in range(a, b))
+
+    return (
+        LayerGroup("stem", layers(0, 2)), LayerGroup("stage2", layers(2, 4)), LayerGroup("stage3", layers(4, 6)),
+        LayerGroup("stage4", layers(6, 8)), LayerGroup("stage5", layers(8, backbone)),
+        LayerGroup("neck", layers(backbone, total - 1)), LayerGroup("detect", layers(total - 1, total)),
+    )
+
+
+def build_model(cfg: str, nc: int = 80) -> Any:
+    from ultralytics.nn.tasks import DetectionModel
+
+    return DetectionModel(cfg, nc=nc, verbose=False)
+
+
+def _spec(name: str) -> BackboneSpec:
+    family = "yolo11" if name.startswith("yolo11") else "yolov8"
+    return BackboneSpec(
+        name=name,
+        factory=partial(build_model, f"{name}.yaml"),
+        feature_dim=0,
+        layer_groups=layer_groups(family),
+        weights=(
+            WeightsEntry(
+                name="coco",
+                architecture=name,
+                source="url",
+                location=f"{ASSETS}{name}.pt",
+                sha256=None,  # ultralytics publishes no digest for its assets
+                licence="AGPL-3.0 (Ultralytics)",
+                training_data="COCO 2017 (80 classes)",
+                description=f"Ultralytics {name} COCO detector (downloaded on first use)",
+                reader="tl_driving.yolo:read_checkpoint",
+                mean=(0.0, 0.0, 0.0),
+                std=(1.0, 1.0, 1.0),
+                input_size=640,
+            ),
+        ),
+        input=InputSpec(size=640, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
+        tasks=("object-detection",),
+        description=f"Ultralytics {name} (backbone, neck and Detect head; head: yolo)",
+    )
+
+
+BACKBONES = tuple(_spec(n) for n in ("yolo11n", "yolo11s", "yolov8n", "yolov8s"))
+
+
+def is_yolo(name: str) -> bool:
+    return any(name == b.name for b in BACKBONES)
