@@ -9,7 +9,6 @@ import json
 import sys
 import textwrap
 import warnings
-from pathlib import Path
 
 import pytest
 from conftest import make_image_folder
@@ -183,4 +182,3 @@ def test_every_name_hook_api_1_1_documented_still_imports(recwarn):
             assert getattr(imported, name) is not None, f"{module}.{name}"
     moved = {str(w.message).split(" moved to ")[0] for w in recwarn if " moved to " in str(w.message)}
     assert {"tl_core.train.TrainResult", "tl_core.run.RunContext", "tl_core.classifier.make_policy"} <= moved
-    assert Path(importlib.import_module("tl_core.api").__file__).is_file()

@@ -190,8 +190,6 @@ def inspect(
     from tl_core.recipe import load_recipe
 
     rows = inspect_recipe(load_recipe(recipe, set_), epoch)
-    for row in rows:
-        row["frozen"] = row["parameters"] - row["trainable_parameters"]
     _emit(rows, as_json, f"{recipe} at epoch {epoch}",
           ["group", "prefixes", "parameters", "frozen", "trainable", "batchnorm", "lr"])
     if not as_json:

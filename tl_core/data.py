@@ -187,10 +187,14 @@ def read_set(reader: Any, path: str, strict: bool, classes: list[str] | None, op
     as every reader takes them, and ``options`` - the run's validated ``data.options`` - by keyword when the reader
     takes it. Training (:func:`load_classification`) and ``tl evaluate`` (:func:`read_new`) read through this, so a
     format sees the same options in both."""
-    accepted = inspect.signature(reader).parameters.values()
-    if any(p.name == "options" or p.kind is p.VAR_KEYWORD for p in accepted):
+    if takes_options(reader):
         return reader(path, strict, classes, options=options)
     return reader(path, strict, classes)
+
+
+def takes_options(reader: Any) -> bool:
+    """True when ``reader`` has an ``options`` parameter (or takes any keyword)."""
+    return any(p.name == "options" or p.kind is p.VAR_KEYWORD for p in inspect.signature(reader).parameters.values())
 
 
 def load_classification(config: DataConfig, seed: int, reader: Any) -> ClassificationData:
@@ -216,8 +220,7 @@ def read_new(fmt: DataFormat, path: str, config: DataConfig, classes: list[str] 
     if fmt.read_split is None:
         raise DataError(f"data format {fmt.name!r} reads only whole data sets; give --data in a format that "
                         "reads one more set (for example the run's own format's file)")
-    accepted = inspect.signature(fmt.read_split).parameters.values()
-    if fmt.options is not None and not any(p.name == "options" or p.kind is p.VAR_KEYWORD for p in accepted):
+    if fmt.options is not None and not takes_options(fmt.read_split):
         warnings.warn(f"data format {fmt.name!r}: read_split takes no options, so tl evaluate reads new data with "
                       "the format's defaults, not the run's data.options; give it an options parameter (hook "
                       "API 2.0)", DeprecationWarning, stacklevel=2)

@@ -31,13 +31,14 @@ def inspect_recipe(recipe: Recipe, epoch: int = 1) -> list[dict[str, Any]]:
             "prefixes": list(group.prefixes),
             "parameters": sum(p.numel() for p in params),
             "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+            "frozen": sum(p.numel() for p in params if not p.requires_grad),
             "trainable": state.trainable,
             "batchnorm": state.bn,
             "lr": recipe.train.lr * state.lr_mult if state.trainable else 0.0,
         })
     head = sum(p.numel() for p in model.head.parameters())
     rows.append({
-        "group": "head", "prefixes": ["head"], "parameters": head, "trainable_parameters": head,
+        "group": "head", "prefixes": ["head"], "parameters": head, "trainable_parameters": head, "frozen": 0,
         "trainable": True, "batchnorm": "-", "lr": recipe.train.lr,
     })
     return rows

@@ -106,10 +106,6 @@ def hook_api(module: object) -> tuple[str | None, str | None]:
     return f"needs tl hook API {wanted}; this tl has {HOOK_API_VERSION} (upgrade the plugin or tl)", None
 
 
-def incompatibility(module: object) -> str | None:
-    """Why ``module`` cannot be used with this tl (its ``TL_HOOK_API`` range), or ``None``."""
-    return hook_api(module)[0]
-
 
 # ------------------------------------------------------------------ tracing
 
@@ -275,12 +271,11 @@ def _env_list(var: str) -> set[str] | None:
 def _register(name: str, module: object, info: PluginInfo, loading_notes: tuple[str, ...] = ()) -> None:
     """Register ``module`` as plugin ``name``; ``loading_notes`` are the deprecation warnings importing it gave
     (names it takes from where hook API 1.1 had them), shown with its status."""
-    reason = incompatibility(module)
+    reason, legacy = hook_api(module)
     if reason is not None:
         info.status, info.reason = "incompatible", reason
         _plugins[name] = info
         return
-    legacy = hook_api(module)[1]
     contracted: Contracted | None = None
     try:
         twin = next((n for n, p in pm.list_name_plugin() if getattr(p, "plugin", None) is module), None)

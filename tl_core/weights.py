@@ -172,8 +172,10 @@ def offline_reason(entry: WeightsEntry) -> str | None:
     if entry.source == "hf":
         from huggingface_hub import try_to_load_from_cache
 
-        parts = entry.location.split("/", 2)
-        found = try_to_load_from_cache(f"{parts[0]}/{parts[1]}", parts[2]) if len(parts) == 3 else None
+        try:
+            found = try_to_load_from_cache(*_hf_repo_and_file(entry))
+        except WeightsError:  # a hub id a plugin loads itself (a whole model folder), not one file
+            found = None
         return None if isinstance(found, str) else f"it comes from the Hugging Face hub ({entry.location})"
     return f"unknown source {entry.source!r}"
 
@@ -257,15 +259,20 @@ def _download_url(entry: WeightsEntry, timeout: float = 30.0) -> Path:
     return target
 
 
-def _download_hf(entry: WeightsEntry) -> Path:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
+def _hf_repo_and_file(entry: WeightsEntry) -> tuple[str, str]:
+    """``("owner/repo", "path/in/repo")`` of an ``hf`` entry's location."""
     parts = entry.location.split("/", 2)
     if len(parts) != 3 or not all(parts):
         raise WeightsError(f"weights {entry.name}: hf location must be 'owner/repo/path/in/repo', got "
                            f"{entry.location!r}")
-    repo_id, filename = f"{parts[0]}/{parts[1]}", parts[2]
+    return f"{parts[0]}/{parts[1]}", parts[2]
+
+
+def _download_hf(entry: WeightsEntry) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    repo_id, filename = _hf_repo_and_file(entry)
     try:
         return Path(hf_hub_download(repo_id, filename))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
