@@ -17,8 +17,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
-    "HOOK_API_VERSION",
-    "MODEL_FILE",
     "BackboneSpec",
     "BuiltBackbone",
     "ClassificationData",
@@ -29,10 +27,12 @@ __all__ = [
     "FineTuneOptions",
     "FreezePolicy",
     "GroupState",
+    "HOOK_API_VERSION",
     "HeadSpec",
     "InputSpec",
     "LayerGroup",
     "LoadReport",
+    "MODEL_FILE",
     "ModelBundle",
     "PluginError",
     "Pooled",
@@ -58,6 +58,7 @@ __all__ = [
     "cache_dir",
     "core_backbone",
     "csv_records",
+    "decode_text",
     "did_you_mean",
     "evaluate_outputs",
     "execute",
@@ -69,16 +70,23 @@ __all__ = [
     "load_classification",
     "load_into",
     "load_recipe",
+    "load_run_state",
     "make_head",
     "make_policy",
     "package_file",
+    "parse_json",
+    "parse_yaml",
     "plugins",
     "random_split",
     "read_image_csv",
     "read_image_folder",
+    "read_json",
     "read_new",
     "read_report",
+    "read_run_state",
     "read_state_dict",
+    "read_text",
+    "read_yaml",
     "recipes_in",
     "register_plugin",
     "registry",
@@ -106,7 +114,8 @@ WHERE = {
     **dict.fromkeys(("BackboneSpec", "InputSpec", "LayerGroup", "HeadSpec", "DataFormat", "ModelBundle",
                      "RecipeSource", "recipes_in", "TrainResult", "TaskSteps", "TaskSpec"), "tl_core.components"),
     **dict.fromkeys(("WeightsEntry", "LoadReport", "load_into", "read_state_dict", "is_path", "package_file",
-                     "cache_dir", "sha256_of", "resolve_weights"), "tl_core.weights"),
+                     "cache_dir", "sha256_of", "resolve_weights", "read_run_state", "load_run_state"),
+                    "tl_core.weights"),
     **dict.fromkeys(("Recipe", "DataConfig", "TrainConfig", "format_options"), "tl_core.sections"),
     "load_recipe": "tl_core.recipe", "validate_recipe": "tl_core.recipe:validate",
     **dict.fromkeys(("Samples", "ClassificationData", "load_classification", "csv_records", "beside",
@@ -126,7 +135,8 @@ WHERE = {
     "RunContext": "tl_core.context",
     "execute": "tl_core.run",
     **dict.fromkeys(("read_report", "MODEL_FILE"), "tl_core.report"),
-    **dict.fromkeys(("write_atomic", "write_json"), "tl_core.files"),
+    **dict.fromkeys(("write_atomic", "write_json", "decode_text", "read_text", "parse_json", "read_json",
+                     "parse_yaml", "read_yaml"), "tl_core.files"),
     "write_image_folder": "tl_core.sample_data",
 }
 
@@ -185,7 +195,16 @@ if TYPE_CHECKING:  # what a type checker sees: the same names, imported for real
         WeightsError,
         did_you_mean,
     )
-    from tl_core.files import write_atomic, write_json
+    from tl_core.files import (
+        decode_text,
+        parse_json,
+        parse_yaml,
+        read_json,
+        read_text,
+        read_yaml,
+        write_atomic,
+        write_json,
+    )
     from tl_core.model import BuiltBackbone, Pooled, TransferModel, backbone_for, build_backbone, make_head
     from tl_core.plugins import plugins, register_plugin, registry, unregister_plugin
     from tl_core.plugins import reset as reset_plugins
@@ -205,7 +224,9 @@ if TYPE_CHECKING:  # what a type checker sees: the same names, imported for real
         cache_dir,
         is_path,
         load_into,
+        load_run_state,
         package_file,
+        read_run_state,
         read_state_dict,
         resolve_weights,
         sha256_of,

@@ -251,20 +251,50 @@ def set_train_mode(model: nn.Module, groups: tuple[LayerGroup, ...], states: lis
         model.backbone.eval()  # nothing random (dropout) in a frozen feature extractor either
 
 
+def no_decay(model: nn.Module) -> set[int]:
+    """The ids of the parameters weight decay leaves alone, as timm and the Hugging Face Trainer do: every bias and
+    normalisation weight (the parameters of one dimension or none, timm's rule, which covers BatchNorm, LayerNorm,
+    GroupNorm and RMSNorm whatever their class), and whatever a module lists in its own ``no_weight_decay()``
+    (timm's position embeddings and class tokens)."""
+    exempt = {id(p) for p in model.parameters() if p.ndim <= 1}
+    for prefix, module in model.named_modules():
+        listed = getattr(module, "no_weight_decay", None)
+        if not callable(listed):
+            continue
+        try:
+            names = set(listed())
+        except Exception:  # a module's own method that needs arguments or fails is not ours to judge
+            continue
+        for pname, param in module.named_parameters():
+            if pname in names or pname.split(".")[0] in names:
+                exempt.add(id(param))
+    return exempt
+
+
 def param_groups(
-    model: nn.Module, groups: tuple[LayerGroup, ...], states: list[GroupState], lr: float
+    model: nn.Module, groups: tuple[LayerGroup, ...], states: list[GroupState], lr: float,
+    weight_decay: float | None = None,
 ) -> list[dict[str, Any]]:
     """Optimizer parameter groups: the head first, then trainable backbone groups from the top down.
 
     This order is also the order in which gradual unfreezing adds groups, so a resumed run rebuilds exactly the
-    optimizer it saved.
+    optimizer it saved. Given ``weight_decay``, each group is split in two: ``name`` decays at that rate and
+    ``name (no decay)`` holds its biases and normalisation weights (:func:`no_decay`) at 0.
     """
-    out = [{"name": "head", "params": [p for p in model.head.parameters()], "lr": lr, "base_lr": lr}]
+    named = [("head", [p for p in model.head.parameters()], lr)]
     split = group_parameters(model.backbone, groups)
     for i in reversed(range(len(groups))):
         if states[i].trainable:
             params = [p for p in split[i] if p.requires_grad]
             if params:
-                glr = lr * states[i].lr_mult
-                out.append({"name": groups[i].name, "params": params, "lr": glr, "base_lr": glr})
+                named.append((groups[i].name, params, lr * states[i].lr_mult))
+    if weight_decay is None:
+        return [{"name": name, "params": params, "lr": glr, "base_lr": glr} for name, params, glr in named]
+    exempt = no_decay(model)
+    out = []
+    for name, params, glr in named:
+        for suffix, chosen, wd in (("", [p for p in params if id(p) not in exempt], weight_decay),
+                                   (" (no decay)", [p for p in params if id(p) in exempt], 0.0)):
+            if chosen:
+                out.append({"name": name + suffix, "params": chosen, "lr": glr, "base_lr": glr, "weight_decay": wd})
     return out

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from tl_core.compat import moved
 from tl_core.errors import RecipeError, RegistryError, did_you_mean
+from tl_core.files import parse_yaml, read_text
 from tl_core.plugins import registry
 from tl_core.sections import SECTIONS, Recipe
 from tl_core.weights import is_path
@@ -33,14 +34,10 @@ PATH_KEYS = (("data", "path"), ("data", "test_path"), ("backbone", "weights"))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecipeError(f"recipe file {str(path)!r} does not exist") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise RecipeError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not path.exists():
+        raise RecipeError(f"recipe file {str(path)!r} does not exist")
+    data = parse_yaml(read_text(path, str(path), RecipeError), str(path), RecipeError)
+    _check_depth(data, str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -52,6 +49,23 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         if isinstance(value, str) and _looks_like_path(section, key, value) and not Path(value).is_absolute():
             data[section][key] = str((path.parent / value).resolve())
     return data
+
+
+MAX_DEPTH = 32  # far deeper than any recipe needs; deeper input would reach Python's recursion limit downstream
+
+
+def _check_depth(value: Any, origin: str) -> None:
+    """Refuse data nested deeper than :data:`MAX_DEPTH` (checked without recursion), naming where it goes deep."""
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    while stack:
+        node, depth, where = stack.pop()
+        if depth > MAX_DEPTH:
+            raise RecipeError(f"{origin}: nested more than {MAX_DEPTH} levels deep (at {where.lstrip('.')[:80]!r}); "
+                              "a recipe is a few levels of keys")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1, f"{where}.{k}") for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1, f"{where}[{i}]") for i, v in enumerate(node))
 
 
 _SCHEME = re.compile(r"^[A-Za-z][\w+.-]+:(?!/)")  # "bible:ny-en", "hf:owner/name" - not "C:/", not "file:/"
@@ -138,6 +152,9 @@ def apply_set(data: dict[str, Any], assignment: str) -> dict[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    except RecursionError:
+        raise RecipeError(f"--set {key}: the value is nested too deeply to read") from None
+    _check_depth(value, f"--set {key}")
     out = dict(data)
     if parts[1:] == ["name"] and parts[0] in ("head", "policy"):
         current = out.get(parts[0]) if isinstance(out.get(parts[0]), dict) else {}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tl_core.components import TrainResult
 from tl_core.errors import RunError
-from tl_core.files import write_atomic, write_json
+from tl_core.files import commit_file, read_json, write_atomic, write_json
 from tl_core.plugins import plugins
 from tl_core.sections import Recipe
 from tl_core.weights import savable
@@ -141,7 +141,7 @@ def write_run(out: Path, report: dict[str, Any], model: Any) -> None:
     elif hasattr(net, "state_dict"):
         tmp = out / f".{MODEL_FILE}.tmp"
         save_file(savable(net.state_dict()), str(tmp))
-        tmp.replace(out / MODEL_FILE)
+        commit_file(tmp, out / MODEL_FILE)
     write_metrics_csv(out / "metrics.csv", report)
     write_curves(out / "curves.png", report)
     write_json(out / "report.json", report)
@@ -151,10 +151,10 @@ def read_report(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "report.json"
     if not path.is_file():
         raise RunError(f"{run_dir} holds no finished run (no report.json); run 'tl run RECIPE --out {run_dir}' first")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RunError(f"{path} is not valid JSON ({exc}); the run directory is damaged") from None
+    report = read_json(path, str(path), RunError)
+    if not isinstance(report, dict) or not isinstance(report.get("recipe"), dict):
+        raise RunError(f"{path} is not a tl report (no recipe in it); the run folder is damaged")
+    return report
 
 
 def summary_table(report: dict[str, Any]) -> Table:

@@ -17,6 +17,7 @@ from rich.console import Console
 from tl_core import context  # RunContext by its module: imported from here, it warns that it moved (compat)
 from tl_core.compat import moved
 from tl_core.errors import RunError, TLError
+from tl_core.files import RunLock, check_writable
 from tl_core.plugins import hook, registry
 from tl_core.recipe import validate
 from tl_core.report import build_report, write_run
@@ -53,7 +54,9 @@ def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_out_dir(out: Path, recipe: Recipe, resume: bool) -> None:
-    """Refuse to overwrite a finished run, and to resume a different recipe or a run that has no checkpoint."""
+    """Refuse an ``--out`` that cannot be written, a finished run (it is not overwritten), and resuming a different
+    recipe or a run that has no checkpoint."""
+    check_writable(out)
     if resume:
         if not checkpoint_exists(out):
             raise RunError(f"--resume: no checkpoint in {out}/checkpoints; start the run without --resume")
@@ -88,6 +91,15 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     quiet = quiet or not process.is_main_process
     check_out_dir(out, recipe, resume)
     process.wait_for_everyone()  # every process has checked --out before any of them writes there
+    if not process.is_main_process:
+        return _execute(recipe, out, resume, quiet, console, device, precision, process)
+    with RunLock(out):  # a second run on this folder is refused; a run that fails before writing leaves no folder
+        check_out_dir(out, recipe, resume)  # again, under the lock: a run that finished meanwhile is not overwritten
+        return _execute(recipe, out, resume, quiet, console, device, precision, process)
+
+
+def _execute(recipe: Recipe, out: Path, resume: bool, quiet: bool, console: Console, device: str, precision: str,
+             process: Any) -> dict[str, Any]:
     started = time.perf_counter()
     fmt = registry("data format").get(recipe.data.format)
     data = fmt.read(recipe.data, recipe.train.seed)

@@ -68,7 +68,8 @@ class TrainConfig(_Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
+    weight_decay: float = Field(1e-4, ge=0, description="decoupled weight decay; biases and norm weights get none")
+    max_grad_norm: float | None = Field(None, gt=0, description="clip the gradients' total norm to this (HF: 1.0)")
     optimizer: Literal["adamw", "sgd"] = "adamw"
     momentum: float = Field(0.9, ge=0, lt=1)
     schedule: Literal["cosine", "one-cycle", "constant"] = "cosine"

@@ -9,7 +9,9 @@ in any test session. Fixtures (all prefixed ``tl_``):
 - ``tl_plugin``: ``tl_plugin(obj_or_module, name="...")`` registers a plugin in-process for one test and removes
   it afterwards;
 - ``tl_cli``: ``tl_cli("run", recipe, "--out", dir)`` runs the ``tl`` command line in-process and returns
-  ``(exit code, stdout, stderr)``;
+  ``(exit code, stdout, stderr)``; ``assert_refused(result, pattern, out, before)`` asserts that it was a refused
+  user error (exit code 2, one ``error:`` line matching ``pattern``, no traceback, ``out`` as :func:`snapshot`
+  found it before) - what a plugin's hostile-input tests check;
 - ``tl_tiny_backbone``: a registered 3-stage convolutional backbone (``tiny``, 16 features, random init) for
   tests of heads, policies or data formats;
 - ``tl_image_folder``: ``tl_image_folder(classes=("cat", "dog"), per_class=6)`` writes a tiny image folder;
@@ -128,6 +130,35 @@ def tl_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) 
         return code, captured.out, captured.err
 
     return run
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]] | None:
+    """What is in ``folder`` (every file's relative path, size and modification time), or ``None`` when it does not
+    exist: take one before a command and compare after, to show that the command left the folder untouched."""
+    folder = Path(folder)
+    if not folder.exists():
+        return None
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_refused(result: tuple[int, str, str], pattern: str, out: Path | None = None,
+                   before: dict[str, tuple[int, int]] | None = None) -> str:
+    """Assert that a ``tl_cli`` result is a refused user error, as the README promises: exit code 2, exactly one line
+    on stderr, starting ``error:`` and matching the regular expression ``pattern``, no traceback; and, given ``out``,
+    that the folder is as it was (``before``, a :func:`snapshot` taken first; by default: it does not exist).
+    Returns the error line."""
+    import re
+
+    code, _, stderr = result
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr, stderr
+    assert code == 2, f"exit code {code}, not 2:\n{stderr}"
+    assert len(lines) == 1 and lines[0].startswith("error: "), f"not one error line:\n{stderr}"
+    assert re.search(pattern, lines[0]), f"{pattern!r} not in: {lines[0]}"
+    if out is not None:
+        assert snapshot(out) == before, f"{out} was changed: {snapshot(out)} (before: {before})"
+    return lines[0]
 
 
 def tiny_spec() -> Any:

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from tl_core import components
 from tl_core.compat import moved
 from tl_core.errors import RunError, TLError
-from tl_core.files import write_atomic, write_json
+from tl_core.files import commit_file, write_atomic, write_json
 from tl_core.plugins import hook
 from tl_core.policies import FreezePolicy, GroupState, apply_plan, param_groups, set_train_mode
-from tl_core.weights import savable
+from tl_core.weights import load_run_state, read_checkpoint, savable
 
 if TYPE_CHECKING:
     import torch
@@ -164,7 +164,7 @@ class Trainer:
     def _optimizer(self, states: list[GroupState]) -> torch.optim.Optimizer:
         import torch
 
-        groups = param_groups(self.model, self.groups, states, self.cfg.lr)
+        groups = param_groups(self.model, self.groups, states, self.cfg.lr, self.cfg.weight_decay)
         if self.cfg.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=self.cfg.lr, momentum=self.cfg.momentum,
                                    weight_decay=self.cfg.weight_decay)
@@ -192,6 +192,17 @@ class Trainer:
             torch.save(state, buffer)
             write_atomic(self.ctx.checkpoints / CHECKPOINT, buffer.getvalue())
 
+    def _scaler_state(self) -> dict[str, Any]:
+        """fp16's loss scale (``GradScaler``), for the checkpoint: without it a resumed run starts again from 65536
+        and skips steps until the scale has come down to where it was."""
+        scaler = getattr(self.accelerator, "scaler", None)
+        return {} if scaler is None else {"scaler": scaler.state_dict()}
+
+    def _restore_scaler(self, checkpoint: dict[str, Any]) -> None:
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler is not None and checkpoint.get("scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
+
     def _save_best(self) -> None:
         from safetensors.torch import save_file
 
@@ -200,7 +211,7 @@ class Trainer:
             state = self.accelerator.unwrap_model(self.model).state_dict()
             tmp = self.ctx.checkpoints / f".{BEST}.tmp"
             save_file(savable(state), str(tmp))
-            tmp.replace(self.ctx.checkpoints / BEST)
+            commit_file(tmp, self.ctx.checkpoints / BEST)
 
     def predict(self, loader: Any) -> tuple[Any, Any, float | None]:
         """Outputs, targets and mean loss of the (prepared) model over a (prepared) loader.
@@ -259,21 +270,28 @@ class Trainer:
             path = self.ctx.checkpoints / CHECKPOINT
             if not path.is_file():
                 raise RunError(f"--resume: no checkpoint at {path}; start the run without --resume")
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            checkpoint = read_checkpoint(path)
             start = int(checkpoint["epoch"])
             history, best, best_epoch = checkpoint["history"], checkpoint["best"], checkpoint["best_epoch"]
             bad_epochs = int(checkpoint["bad_epochs"])
-            self.model.load_state_dict(checkpoint["model"])
+            load_run_state(self.model, path, checkpoint["model"], "the checkpoint's model")
 
         torch.manual_seed(cfg.seed)
         states = self.plans[min(max(start - 1, 0), cfg.epochs - 1)]
         apply_plan(self.model, self.groups, states)
         optimizer = self._optimizer(states)
         if checkpoint is not None:
-            optimizer.load_state_dict(checkpoint["optimizer"])
+            try:
+                optimizer.load_state_dict(checkpoint["optimizer"])
+            except (ValueError, KeyError) as exc:
+                raise RunError(f"--resume: the checkpoint's optimizer does not fit this run's ({exc}); it was written "
+                               "by an older tl (before weight decay spared biases and norms): finish it with that "
+                               "tl, or start again without --resume") from None
         train_loader = self._loader(train_set, shuffle=True)
         val_loader = self._loader(val_set, shuffle=False) if val_set is not None else None
         self.model, optimizer, train_loader = acc.prepare(self.model, optimizer, train_loader)
+        if checkpoint is not None:
+            self._restore_scaler(checkpoint)
         if val_loader is not None:
             val_loader = acc.prepare(val_loader)
         steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
@@ -294,7 +312,8 @@ class Trainer:
                 if new_states != states:
                     apply_plan(acc.unwrap_model(self.model), self.groups, new_states)
                     present = {g["name"] for g in optimizer.param_groups}
-                    for group in param_groups(acc.unwrap_model(self.model), self.groups, new_states, cfg.lr):
+                    for group in param_groups(acc.unwrap_model(self.model), self.groups, new_states, cfg.lr,
+                                              cfg.weight_decay):
                         if group["name"] not in present:
                             optimizer.add_param_group(group)
                             self.ctx.log(f"epoch {epoch + 1}: unfroze layer group {group['name']!r} "
@@ -322,6 +341,8 @@ class Trainer:
                         penalty = None if penalty_of is None else torch.as_tensor(
                             penalty_of(acc.unwrap_model(self.model)), device=loss.device)
                         acc.backward(loss if penalty is None else loss + penalty)
+                        if cfg.max_grad_norm is not None and acc.sync_gradients:
+                            acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)  # unscales fp16 first
                         optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
                         if self.steps is not None and self.steps.after_step is not None:
@@ -370,6 +391,7 @@ class Trainer:
                     "epoch": epoch + 1, "model": acc.unwrap_model(self.model).state_dict(),
                     "optimizer": optimizer.state_dict(), "history": history, "best": best,
                     "best_epoch": best_epoch, "bad_epochs": bad_epochs, "stopped_early": stop,
+                    **self._scaler_state(),
                 })
                 self.ctx.log(_epoch_line(row, cfg.epochs, self.ctx.name))
                 self.ctx.epoch_end(epoch + 1, row)
@@ -382,9 +404,7 @@ class Trainer:
         model = acc.unwrap_model(self.model)
         best_file = self.ctx.checkpoints / BEST
         if best_file.is_file():
-            from safetensors.torch import load_file
-
-            model.load_state_dict(load_file(str(best_file)))
+            load_run_state(model, best_file, what="the best epoch's model")
         self.model = model
         return components.TrainResult(
             model=model, history=history, metrics={}, best_epoch=best_epoch,

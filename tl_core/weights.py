@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from tl_core.errors import WeightsError
+from tl_core.errors import RunError, WeightsError
 
 if TYPE_CHECKING:
     import torch
@@ -311,6 +311,57 @@ def read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"weights {what}: {path} does not hold a state_dict of tensors")
     return obj
+
+
+def read_run_state(path: Path, what: str = "the run's model") -> dict[str, torch.Tensor]:
+    """The tensors of a file tl wrote into a run (``model.safetensors``, a checkpoint's ``best.safetensors``): a
+    missing, truncated or tampered file is one :class:`RunError` line that names it, never a ``SafetensorError``."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise RunError(f"{path} does not exist: {what} was not written (the run did not finish); run it again with "
+                       "tl run, or continue it with --resume")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own SafetensorError, OSError or ValueError
+        raise RunError(f"{path} is damaged or is not a file tl wrote ({_first_line(exc)}); restore it, or train "
+                       "again with tl run") from None
+
+
+def load_run_state(module: torch.nn.Module, path: Path, state: dict[str, torch.Tensor] | None = None,
+                   what: str = "the run's model") -> None:
+    """Load a run's saved tensors (``path``, or ``state`` already read from it) into ``module`` strictly; tensors that
+    do not fit the model the run's recipe builds are one :class:`RunError` line, never a ``load_state_dict``
+    traceback."""
+    state = read_run_state(path, what) if state is None else state
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise RunError(f"{path} does not fit the model of the run's recipe ({_first_line(exc)}); it was changed or "
+                       "belongs to another run: restore it, or train again with tl run") from None
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A training checkpoint (``torch.load(weights_only=True)``); a truncated, tampered or foreign file is one
+    :class:`RunError` line."""
+    import pickle
+
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise RunError(f"--resume: {path} is damaged or not a tl checkpoint ({_first_line(exc)}); delete the "
+                       "run's checkpoints folder and start again without --resume") from None
+    if not isinstance(obj, dict) or not {"epoch", "model", "optimizer", "history"} <= set(obj):
+        raise RunError(f"--resume: {path} is not a tl checkpoint (it lacks epoch, model, optimizer or history); "
+                       "start the run again without --resume")
+    return obj
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0][:160] if text else type(exc).__name__)
 
 
 def savable(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

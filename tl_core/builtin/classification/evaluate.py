@@ -16,13 +16,13 @@ from tl_core.plugins import registry
 from tl_core.recipe import validate
 from tl_core.report import MODEL_FILE
 from tl_core.train import evaluate_outputs
+from tl_core.weights import load_run_state
 
 
 def evaluate_run(run_dir: Path, report: dict[str, Any], data_path: str, batch_size: int | None = None
                  ) -> dict[str, Any]:
     """Score the run on ``data_path``. The original weights are not needed: the trained ones are in the run."""
     import torch
-    from safetensors.torch import load_file
     from torch.utils.data import DataLoader
 
     recipe = validate(report["recipe"], f"{run_dir}/report.json")
@@ -36,7 +36,7 @@ def evaluate_run(run_dir: Path, report: dict[str, Any], data_path: str, batch_si
     fmt = registry("data format").get(recipe.data.format)
     samples = read_new(fmt, data_path, recipe.data, classes)
     clf = build_classifier(recipe, len(classes), weights="none")
-    clf.model.load_state_dict(load_file(str(model_file)))
+    load_run_state(clf.model, model_file)
     clf.model.eval()
     spec = InputSpec(3, pre["size"], tuple(pre["mean"]), tuple(pre["std"]))
     dataset = ImageDataset(samples, transform_for(fmt, spec, pre["size"], False))
