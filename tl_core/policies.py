@@ -257,7 +257,7 @@ def no_decay(model: nn.Module) -> set[int]:
     GroupNorm and RMSNorm whatever their class), and whatever a module lists in its own ``no_weight_decay()``
     (timm's position embeddings and class tokens)."""
     exempt = {id(p) for p in model.parameters() if p.ndim <= 1}
-    for prefix, module in model.named_modules():
+    for module in model.modules():
         listed = getattr(module, "no_weight_decay", None)
         if not callable(listed):
             continue

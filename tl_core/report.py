@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

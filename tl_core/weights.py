@@ -35,7 +35,9 @@ class WeightsEntry:
     (``"module:relative/path"`` each, after ``location``), joined once into the cache and checked as a whole.
     ``reader`` (``"module:function"``) names a reader for a checkpoint format that is not a plain state_dict -
     it must not execute pickled code either (ultralytics' checkpoints: their own allow-listed ``weights_only``
-    load); it is called as ``function(path, entry_name)`` and returns a state_dict.
+    load); it is called as ``function(path, entry_name)`` and returns a state_dict. ``revision`` pins an ``hf``
+    entry to a commit of its repo (what ``hf_hub_download(revision=...)`` takes), so that a later push to the repo
+    does not change what the entry means; a ``sha256`` pins the file itself.
     ``key_map`` says how the file's keys reach the architecture: ``"exact"`` (same names, after stripping
     ``strip_prefix``) or ``"in-order"`` (same tensors in the same order under other names). Keys under
     ``classifier`` prefixes are the source task's head: they are dropped (the head swap).
@@ -56,6 +58,7 @@ class WeightsEntry:
     package: str | None = None
     parts: tuple[str, ...] = ()
     reader: str | None = None
+    revision: str | None = None  # hf: the commit (or tag) the file is taken from; None takes the repo's main
     training_data: str = ""
     description: str = ""
 
@@ -274,7 +277,7 @@ def _download_hf(entry: WeightsEntry) -> Path:
 
     repo_id, filename = _hf_repo_and_file(entry)
     try:
-        return Path(hf_hub_download(repo_id, filename))
+        return Path(hf_hub_download(repo_id, filename, revision=entry.revision))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
         raise WeightsError(
             f"weights {entry.name}: cannot fetch {filename} from the Hugging Face hub repo {repo_id} "
