@@ -61,7 +61,28 @@ def _emit(rows: list[dict[str, Any]], as_json: bool, title: str, columns: list[s
         table.add_column(c)
     for row in rows:
         table.add_row(*[_cell(row.get(c)) for c in columns])
-    _out().print(table)
+    show(table)
+
+
+def show(table: Any, console: Console | None = None) -> None:
+    """Print a table, or - where the terminal is too narrow for it and rich would cut a name short with "…" -
+    each row as a block: the first cell on its own line, then ``column: value`` lines, so that every name and
+    command stays whole and can be copied."""
+    console = console or _out()
+    with console.capture() as capture:
+        console.print(table)
+    if "…" not in capture.get():
+        console.print(table)
+        return
+    columns = list(table.columns)
+    cells = [[str(cell) for cell in column.cells] for column in columns]
+    if table.title:
+        console.print(f"[bold]{table.title}[/]", highlight=False)
+    for i in range(len(cells[0]) if cells else 0):
+        console.print(f"[bold]{cells[0][i]}[/]", highlight=False, soft_wrap=True)
+        for column, values in zip(columns[1:], cells[1:]):
+            if values[i] not in ("", "-"):
+                console.print(f"  {column.header}: {values[i]}", highlight=False)
 
 
 def _cell(value: Any) -> str:
@@ -214,9 +235,13 @@ def run(
     try:
         report = execute(load_recipe(recipe, set_), out_dir, resume=resume, quiet=quiet, console=_err())
     except KeyboardInterrupt:
-        _err().print(f"interrupted; continue with: tl run {recipe} --out {out_dir} --resume")
+        import shlex
+
+        again = " ".join(shlex.quote(str(a)) for a in
+                         ["tl", "run", recipe, "--out", out_dir, *[x for a in set_ for x in ("--set", a)], "--resume"])
+        _err().print(f"interrupted; continue with: {again}", soft_wrap=True, highlight=False, markup=False)
         raise typer.Exit(130) from None
-    _out().print(summary_table(report))
+    show(summary_table(report))
     model = "model.safetensors" if (out_dir / "model.safetensors").is_file() else "model/"
     _out().print(f"wrote {out_dir}/report.json, metrics.csv, curves.png, {model}")
 
@@ -265,7 +290,7 @@ def report(
     if as_json:
         print(json.dumps({"metrics": data["metrics"], "scratch": (data.get("scratch") or {}).get("metrics")}, indent=2))
         return
-    _out().print(summary_table(data))
+    show(summary_table(data))
     load = data.get("load_report")
     if load:
         _out().print(f"weights {load['weights']} (sha256 {str(load['sha256'])[:12]}...): {len(load['loaded'])} tensors "

@@ -52,13 +52,17 @@ class Lazy:
 @dataclass(frozen=True)
 class InputSpec:
     """What a backbone eats: channels, spatial dimensions (2 for images, 3 for volumes), a default size along each
-    axis, and the normalisation it expects."""
+    axis, the normalisation it expects, and how an image is brought to that size for evaluation: its shorter side
+    resized to ``size / crop_pct`` with ``interpolation``, then centre-cropped to ``size`` (timm's terms; torchvision
+    says ``resize_size`` and ``crop_size``: ``crop_pct = crop_size / resize_size``)."""
 
     channels: int = 3
     size: int = 224
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     spatial_dims: int = 2
+    crop_pct: float = 0.875
+    interpolation: str = "bilinear"  # "bilinear", "bicubic" or "nearest"
 
 
 @dataclass(frozen=True)

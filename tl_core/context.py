@@ -33,7 +33,7 @@ class RunContext:
 
     def log(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, highlight=False)
+            self.console.print(message, highlight=False, soft_wrap=True)  # a line is never broken: copy it whole
 
     def epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         """Fire ``tl_on_epoch_end`` on every plugin (trainers call this after each epoch)."""

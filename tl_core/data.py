@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import inspect
+import io
 import random
 import warnings
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tl_core.compat import moved
 from tl_core.errors import DataError
+from tl_core.files import read_text
 
 if TYPE_CHECKING:
     from tl_core.components import DataFormat
@@ -103,16 +105,21 @@ def csv_records(path: str | Path, columns: tuple[str, ...], listing: str) -> lis
     names = ",".join(columns)
     if not file.is_file():
         raise DataError(f"data path {path} does not exist; set data.path to a CSV file with {names} columns")
-    with open(file, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+    text = read_text(file, str(path))  # not UTF-8: one line naming the file and the line
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         if not reader.fieldnames or not set(columns) <= set(reader.fieldnames):
             wanted = " and ".join(repr(c) for c in columns)
             raise DataError(f"{path}: the header must name the columns {wanted} (found {reader.fieldnames})")
         rows = []
-        for lineno, row in enumerate(reader, start=2):
+        for row in reader:
             if not all(row[c] for c in columns):
-                raise DataError(f"{path}, line {lineno}: empty {' or '.join(columns)}")
+                raise DataError(f"{path}, line {reader.line_num}: empty {' or '.join(columns)}")
             rows.append({c: row[c] for c in columns})
+    except csv.Error as exc:  # a NUL byte, a field over csv's size limit, a quote that never closes
+        # csv counts the lines it has finished; the error is in the next
+        raise DataError(f"{path}, line {reader.line_num + 1}: not a readable CSV row ({exc}); fix or remove it") \
+            from None
     if not rows:
         raise DataError(f"{path}: no rows; the CSV lists no {listing}")
     return rows

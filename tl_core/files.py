@@ -143,8 +143,13 @@ def check_writable(out: Path) -> None:
         probe = probe.parent
     if not probe.is_dir():
         raise RunError(f"--out {out}: {probe} is a file, so the folder cannot be made; choose another --out")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise RunError(f"--out {out}: {probe} is not writable; choose a folder you can write to")
+    try:  # by trying, not by os.access: root passes that check on a read-only mount too
+        fd, name = tempfile.mkstemp(dir=probe, prefix=".tl-probe-")
+    except OSError as exc:
+        raise RunError(f"--out {out}: cannot write in {probe} ({exc.strerror or exc}); choose a folder you can write "
+                       "to") from None
+    os.close(fd)
+    os.unlink(name)
 
 
 class RunLock:

@@ -56,7 +56,7 @@ class BuiltBackbone:
         if self.entry is None:
             return self.spec.input
         return InputSpec(self.spec.input.channels, self.entry.input_size, self.entry.mean, self.entry.std,
-                         self.spec.input.spatial_dims)
+                         self.spec.input.spatial_dims, self.entry.crop_pct, self.entry.interpolation)
 
 
 def build_backbone(spec: BackboneSpec, weights: str | None, target: InputSpec | None = None,

@@ -21,20 +21,42 @@ if TYPE_CHECKING:
 MODEL_FILE = "model.safetensors"
 
 
-def versions() -> dict[str, Any]:
-    """Python, the main libraries, and every plugin with its distribution version."""
-    from importlib.metadata import PackageNotFoundError, version
+CORE_LIBRARIES = ("tl-core", "torch", "torchvision", "accelerate", "timm", "pydantic", "pluggy")
 
-    libs = {}
-    for name in ("tl-core", "torch", "torchvision", "accelerate", "timm", "pydantic", "pluggy"):
+
+def versions() -> dict[str, Any]:
+    """Python, the core's libraries and every library each loaded plugin's distribution requires (MONAI, pydicom,
+    ultralytics, transformers, peft, sentencepiece, sacrebleu, ...: whatever its metadata names and is installed,
+    its test-only extras left out), and every plugin with its distribution version."""
+    import re
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    names = list(CORE_LIBRARIES)
+    seen = plugins()
+    for info in seen:
+        if info.distribution is None or info.status != "loaded":
+            continue
+        try:
+            wanted = requires(info.distribution) or []
+        except PackageNotFoundError:
+            continue
+        for requirement in wanted:
+            if re.search(r"extra\s*==\s*['\"]test['\"]", requirement):
+                continue
+            match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+            if match and match.group(0) not in names:
+                names.append(match.group(0))
+    libs: dict[str, str | None] = {}
+    for name in names:
         try:
             libs[name] = version(name)
         except PackageNotFoundError:
-            libs[name] = None
+            if name in CORE_LIBRARIES:
+                libs[name] = None  # an optional extra of a plugin that is not installed is not worth a line
     return {
         "python": platform.python_version(),
         "packages": libs,
-        "plugins": {p.name: {"version": p.version, "status": p.status} for p in plugins()},
+        "plugins": {p.name: {"version": p.version, "status": p.status} for p in seen},
     }
 
 

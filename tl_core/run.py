@@ -23,7 +23,8 @@ from tl_core.recipe import validate
 from tl_core.report import build_report, write_run
 from tl_core.sections import Recipe
 from tl_core.task import make_policy
-from tl_core.train import checkpoint_exists, resolve_device, resolve_precision
+from tl_core.train import CHECKPOINT, checkpoint_exists, resolve_device, resolve_precision
+from tl_core.weights import read_checkpoint
 
 # 1.1 plugins found these here
 __getattr__ = moved(__name__, {"RunContext": "tl_core.context", "write_atomic": "tl_core.files",
@@ -60,6 +61,7 @@ def check_out_dir(out: Path, recipe: Recipe, resume: bool) -> None:
     if resume:
         if not checkpoint_exists(out):
             raise RunError(f"--resume: no checkpoint in {out}/checkpoints; start the run without --resume")
+        read_checkpoint(out / "checkpoints" / CHECKPOINT)  # truncated, tampered, a pickle: refused before any work
         saved_file = out / "checkpoints" / "recipe.json"
         if saved_file.is_file():
             saved, now = _flat(_with_defaults(json.loads(saved_file.read_text()))), _flat(recipe.resolved())

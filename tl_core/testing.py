@@ -134,12 +134,15 @@ def tl_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]] | None:
     """What is in ``folder`` (every file's relative path, size and modification time), or ``None`` when it does not
-    exist: take one before a command and compare after, to show that the command left the folder untouched."""
+    exist: take one before a command and compare after, to show that the command left the folder untouched. The
+    run folder's lock file (``.tl-lock``, rewritten by every run that tries the folder) is not part of it."""
+    from tl_core.files import RunLock
+
     folder = Path(folder)
     if not folder.exists():
         return None
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != RunLock.NAME}
 
 
 def assert_refused(result: tuple[int, str, str], pattern: str, out: Path | None = None,

@@ -52,6 +52,8 @@ class WeightsEntry:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     input_size: int = 224
+    crop_pct: float = 0.875  # the evaluation resize and crop the weights were published with (InputSpec)
+    interpolation: str = "bilinear"
     key_map: Literal["exact", "in-order"] = "exact"
     strip_prefix: str = ""
     classifier: tuple[str, ...] = ()

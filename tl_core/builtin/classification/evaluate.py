@@ -38,7 +38,9 @@ def evaluate_run(run_dir: Path, report: dict[str, Any], data_path: str, batch_si
     clf = build_classifier(recipe, len(classes), weights="none")
     load_run_state(clf.model, model_file)
     clf.model.eval()
-    spec = InputSpec(3, pre["size"], tuple(pre["mean"]), tuple(pre["std"]))
+    # a run of tl 0.2 or older recorded no resize: it was bilinear at 0.875
+    spec = InputSpec(3, pre["size"], tuple(pre["mean"]), tuple(pre["std"]), 2, pre.get("crop_pct", 0.875),
+                     pre.get("interpolation", "bilinear"))
     dataset = ImageDataset(samples, transform_for(fmt, spec, pre["size"], False))
     outs, tgts = [], []
     with torch.inference_mode():

@@ -112,15 +112,21 @@ def read_csv_data(config: DataConfig, seed: int) -> ClassificationData:
 
 
 def transforms(spec: InputSpec, size: int, augment: bool) -> Any:
-    """Preprocessing the weights expect: resize (shorter side to size/0.875) and centre crop, or, with
-    ``augment``, a random resized crop and a horizontal flip; then normalise with the weights' mean/std."""
+    """Preprocessing the weights expect: the shorter side resized to ``size / spec.crop_pct`` with
+    ``spec.interpolation`` and a centre crop (torchvision's ``weights.transforms()``, timm's eval transform), or,
+    with ``augment``, a random resized crop and a horizontal flip; then normalise with the weights' mean/std."""
     import torch
-    from torchvision.transforms import v2
+    from torchvision.transforms import InterpolationMode, v2
 
+    mode = InterpolationMode(spec.interpolation)
     if augment:
-        geometry = [v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True), v2.RandomHorizontalFlip()]
+        geometry = [v2.RandomResizedCrop(size, scale=(0.5, 1.0), interpolation=mode, antialias=True),
+                    v2.RandomHorizontalFlip()]
     else:
-        geometry = [v2.Resize(int(round(size / 0.875)), antialias=True), v2.CenterCrop(size)]
+        # torchvision: Resize(resize_size) then CenterCrop(crop_size); timm: floor(size / crop_pct). Rounded, since
+        # 224 / (224 / 236) is 235.99999999999997 in floating point
+        geometry = [v2.Resize(round(size / spec.crop_pct), interpolation=mode, antialias=True),
+                    v2.CenterCrop(size)]
     return v2.Compose(
         [
             v2.ToImage(),

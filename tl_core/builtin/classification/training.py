@@ -22,7 +22,7 @@ def preprocessing(recipe: Recipe, built: BuiltBackbone, fmt: DataFormat) -> dict
     """What the model's inputs went through, as recorded in the report (and keyed into the feature cache)."""
     spec = built.input
     pre: dict[str, Any] = {"size": recipe.data.image_size or spec.size, "mean": list(spec.mean),
-                           "std": list(spec.std)}
+                           "std": list(spec.std), "crop_pct": spec.crop_pct, "interpolation": spec.interpolation}
     if fmt.transforms is not None:  # the feature cache is keyed on it: which function, of which plugin version
         function = fmt.transforms
         owner = registry("data format").owner(fmt.name) if fmt.name in registry("data format") else None
