@@ -50,7 +50,7 @@ def test_xray_2d_on_png(tl, med_png_folder, tmp_path):
     assert report["load_report"]["reshaped"] == [
         "features.0.0.weight: (32, 3, 3, 3) -> (32, 1, 3, 3), 3 input channels summed"]
     assert len(report["load_report"]["loaded"]) == 260 and not report["load_report"]["missing"]
-    assert report["data"]["classes"] == ["normal", "lesion"]
+    assert report["data"]["classes"] == ["lesion", "normal"]  # the sorted folder names: no recipe fixes them
     val = report["metrics"]["val"]
     assert {"auc", "sensitivity", "specificity", "balanced_accuracy"} <= set(val)
     assert set(report["scratch"]["metrics"]["val"]) == set(val)

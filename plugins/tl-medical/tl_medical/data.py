@@ -4,9 +4,16 @@ volumes, and segmentation pairs (image + mask); MONAI preprocessing and augmenta
 Reading mirrors the core's image readers: every file is read once to check that it decodes and that it has the
 dimensionality the recipe expects (``data.options.spatial_dims``); a file that cannot be read (unsupported transfer
 syntax, missing codec, truncated) and a CSV row naming a missing file are skipped, counted and named
-(``"path: reason"``) - or, with ``data.strict: true``, an error. Everything else that is wrong (a volume where a 2D
-image is expected or the reverse, an image and mask of different shapes, a label outside the class list, an empty
-data set, a class without readable images) is a :class:`~tl_core.api.DataError` naming the file and the fix.
+(``"path: reason"``) - or, with ``data.strict: true``, an error. So is a file whose header does not hold together
+(a DICOM tag that is not a number, pixel data of the wrong length, a DICOM series with a missing or duplicate
+slice: see :mod:`tl_medical.io`). Everything else that is wrong (a volume where a 2D image is expected or the
+reverse, an image and mask of different shapes, a label outside the class list, a ``positive_class`` that names
+no class, an empty data set, a class without readable images) is a :class:`~tl_core.api.DataError` naming the
+file and the fix.
+
+Classes: ``data.options.classes`` when given (its order is the label order), else the sorted class folder names
+(or CSV labels), as the core's ``image-folder`` format does. ``data.options.positive_class`` names the class that
+the binary metrics score (default: the last class).
 
 ``read(config, seed)`` of the data formats returns a :class:`MedicalData`: the core's
 :class:`~tl_core.api.ClassificationData` (train/val/test :class:`MedicalSamples`, classes, skipped) plus the
@@ -30,6 +37,7 @@ from tl_core.api import (
     Samples,
     beside,
     csv_records,
+    did_you_mean,
     format_options,
     random_split,
     require_every_class,
@@ -58,7 +66,16 @@ class MedicalOptions(BaseModel):
         None, description="resample to this voxel spacing (mm, array axis order: (H, W) or (D, H, W)) first"
     )
     classes: list[str] | None = Field(
-        None, description="fixed class list (its order is the label order); segmentation: names of mask values"
+        None, description="fixed class list (its order is the label order); none: the sorted class folder names "
+        "(or CSV labels); segmentation: names of mask values"
+    )
+    positive_class: str | None = Field(
+        None, description="the class that sensitivity, specificity and ROC AUC score as positive (with more than "
+        "two classes: that class against the rest); none: the last class"
+    )
+    voi_lut: bool = Field(
+        False, description="2D DICOM only: apply the file's own VOI LUT or window after the modality LUT (for "
+        "radiographs whose stored values have no unit); off: modality values (CT: Hounsfield units)"
     )
     channels: int = Field(1, ge=1, description="image channels after loading (grayscale repeated)")
     threshold: float = Field(
@@ -88,6 +105,32 @@ class MedicalOptions(BaseModel):
         if len(set(value)) != len(value) or not all(value):
             raise ValueError("class names must be unique and non-empty")
         return value
+
+    @field_validator("positive_class")
+    @classmethod
+    def _positive(cls, value: str | None, info: Any) -> str | None:
+        problem = positive_problem(value, info.data.get("classes") or [value])
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("voi_lut")
+    @classmethod
+    def _voi_lut(cls, value: bool, info: Any) -> bool:
+        if value and info.data.get("spatial_dims", 2) != 2:
+            raise ValueError("applies to 2D images only: the slices of a volume stay in modality units (CT: "
+                             "Hounsfield units) so that they are all scaled alike; set voi_lut: false")
+        return value
+
+
+def positive_problem(positive: str | None, classes: list[str]) -> str | None:
+    """What is wrong with ``data.options.positive_class`` for ``classes`` (and the fix), or ``None``."""
+    if positive is None or positive in classes:
+        return None
+    return (
+        f"{positive!r} is not one of the classes ({', '.join(classes)}){did_you_mean(positive, classes)}; set it to "
+        f"one of them, or leave it out to make the last class ({classes[-1]!r}) the positive one"
+    )
 
 
 def as_options(options: MedicalOptions | dict[str, Any] | None) -> MedicalOptions:
@@ -163,11 +206,11 @@ def _skip(path: Path, reason: str, strict: bool, skipped: list[str]) -> None:
     skipped.append(f"{path}: {reason}")
 
 
-def _read_checked(path: Path, dims: int) -> np.ndarray:
+def _read_checked(path: Path, dims: int, voi_lut: bool = False) -> np.ndarray:
     """Read ``path``; a wrong dimensionality is a DataError, an unreadable file raises ``UnreadableImage``."""
     from tl_medical.io import read_image
 
-    array, _ = read_image(path)
+    array, _ = read_image(path, voi_lut=voi_lut)
     if array.ndim != dims:
         raise DataError(_dims_message(path, array.shape, dims))
     return array
@@ -196,7 +239,7 @@ def _check_classification(
     skipped: list[str] = []
     for path, label in rows:
         try:
-            _read_checked(path, opts.spatial_dims)
+            _read_checked(path, opts.spatial_dims, opts.voi_lut)
         except UnreadableImage as exc:
             _skip(path, str(exc), strict, skipped)
             continue
@@ -218,6 +261,13 @@ def _unknown_labels(origin: str, unknown: list[str], classes: list[str], fixed_b
 
 def _fixed_classes(classes: list[str] | None, opts: MedicalOptions) -> list[str] | None:
     return classes if classes is not None else opts.classes
+
+
+def _require_positive(opts: MedicalOptions, classes: list[str], origin: str) -> None:
+    """``data.options.positive_class`` names one of the classes the data has (checked before any image is read)."""
+    problem = positive_problem(opts.positive_class, classes)
+    if problem:
+        raise DataError(f"{origin}: data.options.positive_class {problem}")
 
 
 # ---------------------------------------------------------------- classification readers
@@ -271,7 +321,9 @@ def read_medical_folder(
         if not entries and classes is None:
             raise DataError(f"class {folder.name!r} has no images (folder {folder} is empty); add images or remove it")
         rows.extend((e, folder.name) for e in entries)
-    samples = _check_classification(rows, strict, fixed or [f.name for f in folders], opts, str(path))
+    names = fixed or [f.name for f in folders]  # sorted, as the core's image-folder format
+    _require_positive(opts, names, str(path))
+    samples = _check_classification(rows, strict, names, opts, str(path))
     if classes is None:
         require_every_class(samples, str(path))
     return samples
@@ -290,7 +342,9 @@ def read_medical_csv(
         unknown = sorted({label for _, label in rows} - set(fixed))
         if unknown:
             raise _unknown_labels(str(path), unknown, fixed, classes is not None, "labels")
-    samples = _check_classification(rows, strict, fixed or sorted({label for _, label in rows}), opts, str(path))
+    names = fixed or sorted({label for _, label in rows})
+    _require_positive(opts, names, str(path))
+    samples = _check_classification(rows, strict, names, opts, str(path))
     if classes is None:
         require_every_class(samples, str(path))
     return samples
@@ -356,6 +410,11 @@ def read_segmentation(
     from tl_medical.io import UnreadableImage, read_image
 
     opts = as_options(options)
+    if opts.positive_class is not None:
+        raise DataError(
+            f"data.options.positive_class ({opts.positive_class!r}) is for classification; segmentation scores every "
+            "foreground class (Dice, Hausdorff distance): remove it"
+        )
     source = Path(path)
     skipped: list[str] = []
     if source.is_dir():
@@ -373,7 +432,7 @@ def read_segmentation(
     highest, highest_mask = 0, Path(path)
     for image_path, mask_path in pairs:
         try:
-            image = _read_checked(image_path, opts.spatial_dims)
+            image = _read_checked(image_path, opts.spatial_dims, opts.voi_lut)
         except UnreadableImage as exc:
             _skip(image_path, str(exc), strict, skipped)
             continue
@@ -522,11 +581,11 @@ class MedicalDataset:
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _load(self, path: Path) -> tuple[Any, tuple[float, ...]]:
+    def _load(self, path: Path, mask: bool = False) -> tuple[Any, tuple[float, ...]]:
         from tl_medical.io import UnreadableImage, read_image
 
         try:
-            array, spacing = read_image(path)
+            array, spacing = read_image(path, voi_lut=self.options.voi_lut and not mask)
         except UnreadableImage as exc:
             raise DataError(f"{path}: {exc} (it was readable when the data set was read; was it changed?)") from None
         if array.ndim != self.options.spatial_dims:
@@ -542,7 +601,7 @@ class MedicalDataset:
         affine = torch.from_numpy(np.diag([*spacing, 1.0] + [1.0] * (3 - len(spacing))))
         item = {"image": MetaTensor(torch.from_numpy(image[None].copy()), affine=affine)}
         if self.segmentation:
-            mask, _ = self._load(self.samples.masks[i])
+            mask, _ = self._load(self.samples.masks[i], mask=True)
             item["label"] = MetaTensor(torch.from_numpy(mask[None].copy()), affine=affine.clone())
         if self.augment:
             self.transform.set_random_state(seed=int(torch.randint(0, 2**31 - 1, ()).item()))

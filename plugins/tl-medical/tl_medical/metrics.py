@@ -1,8 +1,10 @@
 """Clinical metrics, from torchmetrics and MONAI (none written by hand).
 
 Classification: accuracy, balanced accuracy, ROC AUC, and sensitivity and specificity at a decision threshold
-on the positive class's probability (binary: the last class is positive; several classes: one-vs-rest, macro).
-The threshold is a per-run setting (``data.options.threshold``), which ``tl_evaluate`` receives with the options.
+on the positive class's probability. The positive class is ``data.options.positive_class`` (that class against
+the rest, however many classes there are), else with two classes the last one; several classes without a
+positive class: one-vs-rest, macro. The threshold and the positive class are per-run settings
+(``data.options``), which ``tl_evaluate`` receives with the options.
 Segmentation: mean Dice and the 95th-percentile Hausdorff distance (in voxels) of the foreground classes.
 """
 
@@ -14,8 +16,18 @@ from typing import Any
 THRESHOLD = 0.5  # data.options.threshold when the options do not say
 
 
-def classification(outputs: Any, targets: Any, class_names: list[str], threshold: float = THRESHOLD
-                   ) -> dict[str, float]:
+def positive_index(class_names: list[str], positive_class: str | None) -> int | None:
+    """The index of the positive class: ``positive_class`` (which must be one of ``class_names``), else the last of
+    two classes, else ``None`` (several classes: one-vs-rest, macro)."""
+    if positive_class is not None:
+        if positive_class not in class_names:
+            raise ValueError(f"positive class {positive_class!r} is not one of {class_names}")
+        return class_names.index(positive_class)
+    return 1 if len(class_names) == 2 else None
+
+
+def classification(outputs: Any, targets: Any, class_names: list[str], threshold: float = THRESHOLD,
+                   positive_class: str | None = None) -> dict[str, float]:
     import torch
     from torchmetrics.functional import classification as C
 
@@ -26,11 +38,12 @@ def classification(outputs: Any, targets: Any, class_names: list[str], threshold
         "accuracy": C.multiclass_accuracy(preds, targets, num_classes=n, average="micro").item(),
         "balanced_accuracy": C.multiclass_accuracy(preds, targets, num_classes=n, average="macro").item(),
     }
-    if n == 2:
-        positive = probs[:, 1]
-        out["auc"] = C.binary_auroc(positive, targets).item() if targets.unique().numel() == 2 else float("nan")
-        out["sensitivity"] = C.binary_recall(positive, targets, threshold=threshold).item()
-        out["specificity"] = C.binary_specificity(positive, targets, threshold=threshold).item()
+    index = positive_index(class_names, positive_class)
+    if index is not None:
+        positive, truth = probs[:, index], (targets == index).long()
+        out["auc"] = C.binary_auroc(positive, truth).item() if truth.unique().numel() == 2 else float("nan")
+        out["sensitivity"] = C.binary_recall(positive, truth, threshold=threshold).item()
+        out["specificity"] = C.binary_specificity(positive, truth, threshold=threshold).item()
     else:
         out["auc"] = C.multiclass_auroc(probs, targets, num_classes=n, average="macro").item()
         out["sensitivity"] = C.multiclass_recall(preds, targets, num_classes=n, average="macro").item()

@@ -74,7 +74,8 @@ def tl_evaluate(task: str, outputs: Any, targets: Any, class_names: list[str], o
     from tl_medical import metrics
 
     if task == "medical-classification":
-        return metrics.classification(outputs, targets, class_names, options.get("threshold", metrics.THRESHOLD))
+        return metrics.classification(outputs, targets, class_names, options.get("threshold", metrics.THRESHOLD),
+                                      options.get("positive_class"))
     if task == "medical-segmentation":
         return metrics.segmentation(outputs, targets, class_names)
     return None
