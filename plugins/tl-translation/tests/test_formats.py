@@ -141,8 +141,8 @@ def test_malformed_jsonl_lines_are_reported(tmp_path: Path) -> None:
     assert len(got) == 1 and got.counts["malformed"] == 4
     assert got.skipped[0].startswith(f"{path}:2: not valid JSON")
     assert got.skipped[1] == f"{path}:3: has no 'target' key (has 'source'); skipped"
-    assert got.skipped[2] == f"{path}:4: a JSON list, expected an object; skipped"
-    assert got.skipped[3] == f"{path}:5: 'target' is a JSON int, expected a string; skipped"
+    assert got.skipped[2] == f"{path}:4: a JSON array, expected an object; skipped"
+    assert got.skipped[3] == f"{path}:5: 'target' is a JSON number, expected a string; skipped"
 
 
 def test_empty_sides_are_skipped_counted_and_named(tmp_path: Path) -> None:
@@ -169,7 +169,7 @@ def test_strict_raises_on_the_first_problem(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         read_pairs(path, "tsv", strict=True)
     assert str(err.value).startswith(f"{path}:2: empty target;")
-    assert "strict=False" in str(err.value)
+    assert "set data.strict: false" in str(err.value)
     lenient = read_pairs(path, "tsv")
     assert len(lenient) == 1 and lenient.counts == {"empty": 1, "malformed": 1, "truncated": 0, "dropped_long": 0}
 
@@ -226,12 +226,12 @@ def test_a_file_without_usable_pairs_is_an_error(tmp_path: Path) -> None:
         read_pairs(path, "tsv")
 
 
-def test_not_utf8_is_a_one_line_error_naming_the_file(tmp_path: Path) -> None:
+def test_not_utf8_is_a_one_line_error_naming_the_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "latin1.tsv"
-    path.write_bytes("Moni, muli bwanji?\tCaf\u00e9 ol\u00e9\n".encode("latin-1"))
+    path.write_bytes("Moni\tHello\nMoni, muli bwanji?\tCaf\u00e9 ol\u00e9\n".encode("latin-1"))
     with pytest.raises(DataError) as err:
         read_pairs(path, "tsv")
-    assert str(err.value).startswith(f"{path}: not UTF-8 text") and "\n" not in str(err.value)
+    assert str(err.value) == f"{path} is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8"
 
 
 def test_utf8_bom_and_non_ascii_text_read_as_is(tmp_path: Path) -> None:

@@ -345,7 +345,12 @@ def read_info(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / INFO_FILE
     if not path.is_file():
         raise AdapterError(f"{folder} is not an adapter folder written by save_adapters (no {INFO_FILE})")
-    return json.loads(path.read_text(encoding="utf-8"))
+    from tl_core.api import read_json
+
+    info = read_json(path, error=AdapterError)  # not UTF-8, not JSON, nested too deeply: one line naming it
+    if not isinstance(info, dict):
+        raise AdapterError(f"{path} is not the object save_adapters writes; save the adapter again")
+    return info
 
 
 def load_with_adapters(base_model: Any, folder: str | Path) -> tuple[Any, Any]:

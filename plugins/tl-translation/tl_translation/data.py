@@ -145,10 +145,12 @@ def read_bible(config: DataConfig, seed: int) -> TranslationData:
 
 
 def read_split_files(fmt: str) -> Any:
-    def read_split(path: str, strict: bool = False, classes: Any = None, options: Any = None) -> list[Pair]:
+    def read_split(path: str, strict: bool = False, classes: Any = None, options: Any = None) -> PairSet:
+        """One more file of pairs (``tl evaluate``): a :class:`PairSet`, whose ``skipped`` names every line left
+        out."""
         opts = format_options(TranslationOptions, options)
-        return list(read_pairs(path, fmt, source_lang=opts.source_lang, target_lang=opts.target_lang,
-                               max_words=opts.max_words, long=opts.long, strict=strict).pairs)
+        return read_pairs(path, fmt, source_lang=opts.source_lang, target_lang=opts.target_lang,
+                          max_words=opts.max_words, long=opts.long, strict=strict)
 
     return read_split
 

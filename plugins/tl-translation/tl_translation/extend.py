@@ -205,11 +205,14 @@ def _add_to_sentencepiece(tokenizer: Any, pieces: list[_Piece], first: int) -> N
     from sentencepiece import sentencepiece_model_pb2 as pb
     from transformers.models.marian.tokenization_marian import load_spm
 
+    from tl_translation.vocab import SCRATCH_PREFIX, remove_with
+
     added = {tok: i for tok, i in tokenizer.get_vocab().items() if i >= len(tokenizer.encoder)}
     if added:
         raise TLError(f"vocabulary extension: the Marian tokenizer has added tokens beyond its vocabulary "
                       f"({', '.join(list(added)[:3])}); extend a tokenizer without them")
-    folder = Path(tempfile.mkdtemp(prefix="tl-spm-ext-"))  # the tokenizer reads its files again when it saves
+    folder = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}ext-"))  # the tokenizer reads its files again when
+    remove_with(tokenizer, folder)  # it is copied: they stay as long as it does
     files = []
     for name, processor in (("source.spm", tokenizer.spm_source), ("target.spm", tokenizer.spm_target)):
         proto = pb.ModelProto.FromString(processor.serialized_model_proto())

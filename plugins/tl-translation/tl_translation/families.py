@@ -85,9 +85,12 @@ def import_object(path: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def _hub_entry(name: str, repo: str, arch: str, licence: str, data: str) -> WeightsEntry:
+def _hub_entry(name: str, repo: str, arch: str, licence: str, data: str, revision: str | None = None) -> WeightsEntry:
+    """A whole-model hub checkpoint (``from_pretrained(repo, revision=revision)``). ``revision`` pins the repo's
+    commit; the bundled entries leave it ``None`` (the repo's main) until their commits are recorded from the hub,
+    and ``report.json`` says so (``hub.pinned``). ``backbone.weights: hf:REPO@COMMIT`` pins any checkpoint."""
     return WeightsEntry(name=name, architecture=arch, source="hf", location=repo, sha256=None, licence=licence,
-                        mean=(), std=(), training_data=data,
+                        mean=(), std=(), training_data=data, revision=revision,
                         description=f"{repo} from the Hugging Face hub (online; offline: a local copy's folder)")
 
 
@@ -130,10 +133,10 @@ TEXT = InputSpec(channels=1, size=0, mean=(), std=())  # not an image: tokens
 
 
 def _family(name: str, dim: int, groups: tuple[LayerGroup, ...], description: str,
-            *hub: tuple[str, str, str, str]) -> BackboneSpec:
+            *hub: tuple[str, ...]) -> BackboneSpec:
     """A model family of :data:`FAMILIES`: built from its config offline; ``hub`` lists its checkpoints as
-    ``(entry name, hub id, licence, training data)``."""
-    weights = tuple(_hub_entry(entry, repo, name, licence, data) for entry, repo, licence, data in hub)
+    ``(entry name, hub id, licence, training data)``, and a fifth item, the commit, pins one."""
+    weights = tuple(_hub_entry(entry, repo, name, licence, data, *pin) for entry, repo, licence, data, *pin in hub)
     return BackboneSpec(name=name, factory=partial(from_config, name), feature_dim=dim, layer_groups=groups,
                         weights=weights, input=TEXT, tasks=(TASK,), description=description)
 

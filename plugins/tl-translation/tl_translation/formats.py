@@ -12,11 +12,12 @@ jsonl    one JSON object per line: ``{"source": ..., "target": ...}`` or, as Hug
 Checks, shared by all readers:
 
 * Text is read as UTF-8 (a byte-order mark is dropped); a file that does not decode is a
-  :class:`~tl_core.api.DataError` naming the file. Each side is stripped of surrounding whitespace.
-* A line that does not parse (a TSV line without exactly two tab-separated fields, a JSONL line that is not a JSON
-  object with the keys) is ``malformed``; a pair with an empty (or whitespace-only) side is ``empty``. Both are
-  reported in ``PairSet.skipped`` as ``"file:line: reason; skipped"``, counted per reason in ``PairSet.counts``,
-  and left out. With ``strict`` the first of them is a DataError instead: one line, naming the place and the fix.
+  :class:`~tl_core.api.DataError` naming the file and the line. Each side is stripped of surrounding whitespace.
+* A line that does not parse (a TSV line without exactly two tab-separated fields, a JSONL line that is not JSON,
+  is nested too deeply to read, or is not an object with the keys and string values) is ``malformed``; a pair
+  with an empty (or whitespace-only) side is ``empty``. Both are reported in ``PairSet.skipped`` as
+  ``"file:line: reason; skipped"``, counted per reason in ``PairSet.counts``, and left out. With
+  ``strict`` the first of them is a DataError instead: one line, naming the place and the fix.
 * Over-long pairs (``max_words``: more whitespace-separated words on either side) are a chosen policy, not a problem:
   ``long="truncate"`` cuts each side to ``max_words`` words (counted as ``truncated``), ``long="drop"`` leaves the
   pair out (counted as ``dropped_long``); neither is reported line by line, and ``strict`` does not change them.
@@ -35,13 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tl_core.api import DataError, did_you_mean
+from tl_core.api import DataError, did_you_mean, read_text
 
 FORMATS = ("tsv", "moses", "jsonl")
 LONG_POLICIES = ("truncate", "drop")
 COUNT_KEYS = ("empty", "malformed", "truncated", "dropped_long")
 _Raw = tuple[str, str, str, str | None]  # (where, source, target, where the target is when another file)
-_FIX = "fix or remove the line, or read with strict=False to skip such lines"
+_FIX = "fix or remove the line, or set data.strict: false to skip such lines"
 _EXPECTED = {
     "tsv": "a UTF-8 text file of source<TAB>target lines",
     "moses": "two aligned UTF-8 text files {prefix}.{source_lang} and {prefix}.{target_lang}, one sentence a line",
@@ -190,10 +191,7 @@ def _read_lines(path: Path, fmt: str, trim: bool = True) -> list[str]:
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise DataError(f"data path {path} {what}; expected {_EXPECTED[fmt]}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+    text = read_text(path)  # not UTF-8: one line naming the file, the line and the byte
     # split on \n only: str.splitlines() would also split on characters such as U+2028 inside a sentence
     lines = [line.rstrip("\r") for line in text.split("\n")]
     if not trim:
@@ -240,8 +238,14 @@ def _parse_jsonl(
         except json.JSONDecodeError as exc:
             report.problem(where, f"not valid JSON ({exc.msg} at column {exc.colno})", "malformed")
             continue
+        except RecursionError:
+            report.problem(where, "JSON nested too deeply to read", "malformed")
+            continue
+        except ValueError as exc:  # e.g. an integer of more digits than Python converts
+            report.problem(where, f"not valid JSON ({str(exc).splitlines()[0][:80]})", "malformed")
+            continue
         if not isinstance(obj, dict):
-            report.problem(where, f"a JSON {type(obj).__name__}, expected an object", "malformed")
+            report.problem(where, f"a JSON {json_type(obj)}, expected an object", "malformed")
             continue
         if "translation" in obj and not ("source" in obj and "target" in obj):
             pair = _hf_pair(path, obj["translation"], source_lang, target_lang)
@@ -253,6 +257,12 @@ def _parse_jsonl(
         yield where, pair[0], pair[1], None
 
 
+def json_type(value: Any) -> str:
+    """JSON's own name of a parsed value's type: ``object``, ``array``, ``number``, ``boolean``, ``string``."""
+    names = {dict: "object", list: "array", bool: "boolean", int: "number", float: "number", str: "string"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
 def _hf_pair(
     path: Path, translation: Any, source_lang: str | None, target_lang: str | None,
 ) -> tuple[str, str] | str:
@@ -260,7 +270,7 @@ def _hf_pair(
         raise DataError(f"{path}: Hugging Face style 'translation' objects need source_lang and target_lang "
                         "(the keys inside them, e.g. source_lang='ny', target_lang='en')")
     if not isinstance(translation, dict):
-        return f"'translation' is a JSON {type(translation).__name__}, expected an object of language codes"
+        return f"'translation' is a JSON {json_type(translation)}, expected an object of language codes"
     return _keyed_pair(translation, (source_lang, target_lang), "'translation' ")
 
 
@@ -268,11 +278,11 @@ def _keyed_pair(obj: dict[str, Any], keys: tuple[str, str], inside: str = "") ->
     """The two string values, or the reason they cannot be had."""
     missing = [k for k in keys if k not in obj]
     if missing:
-        has = ", ".join(repr(k) for k in obj) or "nothing"
+        has = ", ".join(repr(k)[:40] for k in list(obj)[:5]) + (", ..." if len(obj) > 5 else "") or "nothing"
         return f"{inside}has no {' or '.join(repr(k) for k in missing)} key (has {has})"
     bad = [k for k in keys if obj[k] is not None and not isinstance(obj[k], str)]
     if bad:
-        return f"{inside}{bad[0]!r} is a JSON {type(obj[bad[0]]).__name__}, expected a string"
+        return f"{inside}{bad[0]!r} is a JSON {json_type(obj[bad[0]])}, expected a string"
     return obj[keys[0]] or "", obj[keys[1]] or ""
 
 

@@ -16,12 +16,18 @@ Backbones (``backbone.name``):
                       experiments and tests.
 ``opus-mt`` ...       hub models by id (online): MarianMT ``opus-mt``, ``mbart-50``, ``nllb-200``, ``m2m100``,
                       ``t5-small``, ``mt5-small``, ``byt5-small``. ``backbone.weights`` names an entry (the
-                      default checkpoint) or ``hf:owner/name`` for any other checkpoint of the family. Offline,
-                      the error says how to point ``backbone.weights`` at a local copy.
+                      default checkpoint) or ``hf:owner/name`` for any other checkpoint of the family, pinned to
+                      a commit, branch or tag with ``hf:owner/name@REVISION``. Offline, the error says how to
+                      point ``backbone.weights`` at a local copy.
 ==================  ===================================================================================================
 
 ``backbone.weights`` may also be a folder written by ``save_pretrained`` - the ``model/`` folder of a finished
-``tl run`` of this plugin, which is how parent->child transfer starts the child from the parent.
+``tl run`` of this plugin, which is how parent->child transfer starts the child from the parent. Such a folder is
+checked first (:func:`check_folder`) and loaded from safetensors only: a folder holding its weights as a pickle
+(``pytorch_model.bin``) is refused, never unpickled.
+
+The head's generation settings are written into the model's ``generation_config`` (:func:`tl_translation.generation.set_generation_config`),
+so ``RUN/model`` generates with them when a transformers user calls ``generate()`` without arguments.
 
 Layer groups, in this order, for every built model (found by parameter name, so any checkpoint's depth works):
 ``embeddings`` (token and position embeddings; a tied output layer goes with them), ``encoder``, ``decoder``
@@ -42,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tl_core.api import LayerGroup, ModelBundle, TLError, WeightsError
 from tl_translation.families import BACKBONES, FAMILIES, MINILM, check_language, import_object
+from tl_translation.generation import set_generation_config
 from tl_translation.registrations import TASK
 
 if TYPE_CHECKING:
@@ -152,6 +159,7 @@ class Translator(ModelBundle):
     target_lang: str | None = None
     lowercase: bool = False  # an uncased tokenizer: metrics compare lowercased text
     extension: Any = None  # a tl_translation.extend.Extension when the vocabulary was extended
+    hub: dict[str, Any] | None = None  # a hub checkpoint's {"repo", "revision"} (revision None: unpinned, main)
 
     @property
     def groups(self) -> tuple[LayerGroup, ...]:
@@ -201,34 +209,128 @@ def wrap(hf_model: Any) -> Any:
     return TranslationModel()
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
 def _hub_error(what: str, exc: Exception) -> WeightsError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return WeightsError(
-        f"{what} is not in the local Hugging Face cache and the hub cannot be reached ({first[:160]}); run once "
-        "with network access, or save the model with save_pretrained and set backbone.weights to that folder"
+        f"{what} is not in the local Hugging Face cache and the hub cannot be reached ({_first_line(exc)}); run "
+        "once with network access, or save the model with save_pretrained and set backbone.weights to that folder"
     )
 
 
-def load_pretrained(location: str, what: str) -> tuple[Any, Any]:
-    """A seq2seq model and its tokenizer from a hub id or a ``save_pretrained`` folder."""
+#: files of a pickled checkpoint: code can run when one is unpickled, so tl never loads one from a local folder
+PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+#: the JSON files a save_pretrained folder of a seq2seq model and its tokenizer may hold
+JSON_FILES = ("config.json", "generation_config.json", "tokenizer_config.json", "special_tokens_map.json",
+              "tokenizer.json", "vocab.json", "added_tokens.json", "model.safetensors.index.json")
+#: parameters a reloaded model may lack without harm: BERT2BERT's encoder pooler (tl builds it without one; the
+#: Auto classes add one, unused in translation)
+_UNUSED = re.compile(r"(^|\.)pooler\.")
+FOLDER_FIX = "point backbone.weights at a folder that save_pretrained wrote (a tl run's RUN/model)"
+
+
+@dataclass
+class Pretrained:
+    """What :func:`load_pretrained` loaded: the model, its tokenizer, the model's parameters the checkpoint did not
+    have (they start as the architecture initialises them), and the hub revision asked for."""
+
+    model: Any
+    tokenizer: Any
+    missing: list[str] = field(default_factory=list)
+    revision: str | None = None
+
+
+def check_folder(folder: Path, what: str, error: type[TLError] = WeightsError, fix: str = FOLDER_FIX) -> None:
+    """Refuse, in one ``error`` line ending with ``fix``, a local model folder transformers would load badly or
+    unsafely: no ``config.json``; a JSON file that is not UTF-8, not JSON, nested too deeply or (``config.json``)
+    not an object; weights only as a pickle (``pytorch_model.bin`` and the like: never loaded, since unpickling can
+    run code); a ``.safetensors`` file that is truncated or not safetensors."""
+    from safetensors import safe_open
+
+    from tl_core.api import read_json
+
+    if not (folder / "config.json").is_file():
+        raise error(f"{what}: {folder} has no config.json, so it is not a model folder written by save_pretrained; "
+                    f"{fix}")
+    for name in JSON_FILES:
+        if (folder / name).is_file():
+            try:
+                value = read_json(folder / name, error=error)
+            except TLError as exc:
+                raise error(f"{what}: {exc}; {fix}") from None
+            if name == "config.json" and not (isinstance(value, dict) and isinstance(value.get("model_type"), str)):
+                raise error(f"{what}: {folder / name} is not a transformers model config (a JSON object with a "
+                            f"model_type); {fix}")
+    tensors = sorted(folder.glob("*.safetensors"))
+    if not tensors:
+        pickles = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in PICKLES)
+        if pickles:
+            raise error(f"{what}: {folder} holds its weights as {pickles[0]}, a pickle, which can run code when it "
+                        "is loaded; tl loads only safetensors from a local folder: convert it to safetensors (where "
+                        "you trust it: AutoModelForSeq2SeqLM.from_pretrained(folder).save_pretrained(folder) writes "
+                        "model.safetensors)")
+        raise error(f"{what}: {folder} has no model.safetensors; {fix}")
+    for file in tensors:
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                f.keys()
+        except Exception as exc:  # safetensors' SafetensorError, OSError
+            raise error(f"{what}: {file} is truncated or not a safetensors file ({_first_line(exc)}); {fix}") \
+                from None
+
+
+def load_pretrained(location: str, what: str, revision: str | None = None, error: type[TLError] = WeightsError,
+                    fix: str = FOLDER_FIX) -> Pretrained:
+    """A seq2seq model and its tokenizer from a ``save_pretrained`` folder (checked first, :func:`check_folder`;
+    safetensors only) or a hub id (at ``revision``: a commit, branch or tag; ``None``: the repo's main). Whatever
+    fails is one ``error`` line (for a folder, ending with ``fix``), never a transformers traceback."""
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers.utils import logging
 
     _quiet()
+    local = Path(location).is_dir()
+    if local:
+        check_folder(Path(location), what, error, fix)
+    pinned = {} if local or revision is None else {"revision": revision}
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()  # no load-report table on the console: tl reports the missing tensors itself
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location)
-        model = AutoModelForSeq2SeqLM.from_pretrained(location)
-    except (OSError, ValueError) as exc:
-        if Path(location).is_dir():
-            raise WeightsError(f"{what}: {location} is not a model folder written by save_pretrained "
-                               f"({str(exc).splitlines()[0][:160]})") from None
-        raise _hub_error(what, exc) from None
+        tokenizer = AutoTokenizer.from_pretrained(location, **pinned)
+        model, info = AutoModelForSeq2SeqLM.from_pretrained(location, output_loading_info=True,
+                                                            **({"use_safetensors": True} if local else pinned))
+    except Exception as exc:  # transformers, sentencepiece and safetensors raise many kinds
+        reason = _first_line(exc)
+        if "ignore_mismatched_sizes" in reason:
+            reason = "its tensors do not have the shapes its config.json gives"
+        if local:
+            raise error(f"{what}: {location} is not a model folder written by save_pretrained ({reason}); "
+                        f"{fix}") from None
+        if isinstance(exc, (OSError, ValueError)):
+            raise _hub_error(what, exc) from None
+        raise WeightsError(f"{what}: {location} from the Hugging Face hub cannot be loaded ({reason}); delete it "
+                           "from the Hugging Face cache and download it again") from None
+    finally:
+        logging.set_verbosity(level)
     if not getattr(model.config, "is_encoder_decoder", False):
-        raise WeightsError(f"{what}: {location} is not an encoder-decoder (seq2seq) model")
+        raise error(f"{what}: {location} is not an encoder-decoder (seq2seq) model")
     rows = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:
-        raise WeightsError(f"{what}: the tokenizer in {location} has {len(tokenizer)} tokens but the model's "
-                           f"embeddings have {rows} rows: they are not a pair; use the tokenizer saved with the model")
-    return model, tokenizer
+        raise error(f"{what}: the tokenizer in {location} has {len(tokenizer)} tokens but the model's "
+                    f"embeddings have {rows} rows: they are not a pair; use the tokenizer saved with the model")
+    missing = sorted(k for k in info.get("missing_keys") or [] if not _UNUSED.search(k))
+    return Pretrained(model, tokenizer, missing, revision)
+
+
+def parse_hub_id(weights: str) -> tuple[str, str | None]:
+    """``hf:owner/name`` or ``hf:owner/name@REVISION`` (a commit, branch or tag) -> ``(owner/name, revision)``."""
+    repo, at, revision = weights.removeprefix("hf:").partition("@")
+    if not repo or repo.startswith("/") or repo.endswith("/") or repo.count("/") > 1 or (at and not revision):
+        raise WeightsError(f"backbone.weights {weights!r} is not a hub id; write hf:owner/name, or "
+                           "hf:owner/name@REVISION to pin a commit, branch or tag")
+    return repo, revision or None
 
 
 def minilm_tokenizer() -> Any:
@@ -257,7 +359,7 @@ def _configure(model: Any, tokenizer: Any) -> None:
 
 def build(recipe: Recipe, data: Any, weights: str | None = None) -> Translator:
     """The model and tokenizer the recipe names, ready for the data's languages."""
-    from tl_core.api import BuiltBackbone, LoadReport, is_path, load_into, registry, resolve_weights
+    from tl_core.api import BuiltBackbone, is_path, load_into, registry, resolve_weights
     from tl_translation import vocab
 
     spec = registry("backbone").get(recipe.backbone.name)
@@ -273,9 +375,13 @@ def build(recipe: Recipe, data: Any, weights: str | None = None) -> Translator:
     weights = recipe.backbone.weights if weights is None else weights
     entry, report = None, None
     lowercase = False
+    hub: dict[str, Any] | None = None  # where a hub checkpoint came from: repo and revision
     if weights and weights.startswith("hf:"):
-        hf, tokenizer = load_pretrained(weights[3:], f"backbone.weights {weights}")
-        report = LoadReport(weights=weights, file=weights[3:], loaded=[n for n, _ in hf.named_parameters()])
+        repo, revision = parse_hub_id(weights)
+        got = load_pretrained(repo, f"backbone.weights {weights}", revision)
+        hf, tokenizer = got.model, got.tokenizer
+        report = _load_report(weights, got, repo)
+        hub = {"repo": repo, "revision": revision}
     elif weights and weights.lower() != "none" and (Path(weights).is_dir() or is_path(weights)):
         folder = Path(weights)
         if (folder / "model").is_dir():  # a finished tl run: its saved model
@@ -283,8 +389,9 @@ def build(recipe: Recipe, data: Any, weights: str | None = None) -> Translator:
         if not folder.is_dir():
             raise WeightsError(f"backbone.weights: {weights} is not a folder; a translation model is a folder "
                                "written by save_pretrained (a tl run's RUN/model)")
-        hf, tokenizer = load_pretrained(str(folder), "backbone.weights")
-        report = LoadReport(weights=folder.name, file=str(folder), loaded=[n for n, _ in hf.named_parameters()])
+        got = load_pretrained(str(folder), "backbone.weights")
+        hf, tokenizer = got.model, got.tokenizer
+        report = _load_report(folder.name, got, str(folder))
         lowercase = bool(getattr(tokenizer, "do_lower_case", False))
     elif spec.name == "minilm-bert2bert":
         tokenizer = minilm_tokenizer()
@@ -296,10 +403,12 @@ def build(recipe: Recipe, data: Any, weights: str | None = None) -> Translator:
     else:
         entry = resolve_weights(spec, weights)
         if entry is not None:  # a hub checkpoint of the family
-            hf, tokenizer = load_pretrained(entry.location, f"backbone {spec.name} weights {entry.name} "
-                                                           f"({entry.location})")
-            report = LoadReport(weights=entry.name, file=entry.location,
-                                loaded=[n for n, _ in hf.named_parameters()])
+            at = f"@{entry.revision}" if entry.revision else ""
+            got = load_pretrained(entry.location, f"backbone {spec.name} weights {entry.name} ({entry.location}{at})",
+                                  entry.revision)
+            hf, tokenizer = got.model, got.tokenizer
+            report = _load_report(entry.name, got, entry.location)
+            hub = {"repo": entry.location, "revision": entry.revision}
         else:  # from config, with a vocabulary trained on the training data
             tokenizer = vocab.train_tokenizer([p.source for p in data.train] + [p.target for p in data.train],
                                               options.vocab_size, options.source_lang, options.target_lang)
@@ -313,6 +422,7 @@ def build(recipe: Recipe, data: Any, weights: str | None = None) -> Translator:
     _configure(hf, tokenizer)
     _set_languages(hf, tokenizer, options)
     generation = GenerationOptions(**recipe.head.options)
+    set_generation_config(hf.generation_config, generation)  # what generate() does unasked, and what is saved
     extension = None
     if generation.extend_vocab:
         from tl_translation.extend import extend_vocabulary
@@ -328,7 +438,15 @@ def build(recipe: Recipe, data: Any, weights: str | None = None) -> Translator:
 
     built = BuiltBackbone(hf, spec, entry, report)
     return Translator(wrap(hf), built, tokenizer, generation, options.source_lang, options.target_lang, lowercase,
-                      extension)
+                      extension, hub)
+
+
+def _load_report(weights: str, got: Pretrained, file: str) -> Any:
+    from tl_core.api import LoadReport
+
+    missing = set(got.missing)
+    return LoadReport(weights=weights, file=f"{file}@{got.revision}" if got.revision else file,
+                      loaded=[n for n, _ in got.model.named_parameters() if n not in missing], missing=got.missing)
 
 
 def _set_languages(model: Any, tokenizer: Any, options: Any) -> None:

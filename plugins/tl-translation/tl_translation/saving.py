@@ -15,7 +15,8 @@ MODEL_DIR = "model"
 
 def save_model(bundle: Translator, out: Path) -> Path:
     """``OUT/model/``: the model and its tokenizer as ``save_pretrained`` writes them (written aside, then moved
-    into place, so a half-written folder never looks like a model)."""
+    into place, so a half-written folder never looks like a model), with tl's generation settings in its
+    ``generation_config.json``."""
     target = out / MODEL_DIR
     tmp = out / f".{MODEL_DIR}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -34,6 +35,9 @@ def save_model(bundle: Translator, out: Path) -> Path:
         shutil.rmtree(adapter, ignore_errors=True)
         adapter_tmp.replace(adapter)
         model = merge(copy.deepcopy(model))
+    from tl_translation.generation import set_generation_config
+
+    set_generation_config(model.generation_config, bundle.generation)  # generate() unasked translates as tl does
     model.save_pretrained(str(tmp))
     bundle.tokenizer.save_pretrained(str(tmp))
     shutil.rmtree(target, ignore_errors=True)

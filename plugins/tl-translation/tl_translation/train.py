@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from tl_translation.models import Translator
 
 METRICS = {"bleu", "chrf"}
+DAMAGED_FIX = "the run's model was changed or damaged after the run: restore RUN/model, or train again with tl run"
 
 
 def train_step(model: Any, inputs: dict[str, Any], references: list[str]) -> Any:
@@ -24,12 +25,11 @@ def translate(hf_model: Any, tokenizer: Any, inputs: dict[str, Any], generation:
     """Generate and decode translations of a tokenised batch (``labels``, if present, are ignored)."""
     import torch
 
+    from tl_translation.generation import generate_kwargs
+
     inputs = {k: v for k, v in inputs.items() if k != "labels"}
-    with torch.no_grad():
-        out = hf_model.generate(**inputs, num_beams=generation.num_beams, max_new_tokens=generation.max_new_tokens,
-                                length_penalty=generation.length_penalty,
-                                no_repeat_ngram_size=generation.no_repeat_ngram_size,
-                                **({"early_stopping": True} if generation.num_beams > 1 else {}))
+    with torch.no_grad():  # the same settings as the saved model's generation_config (set_generation_config)
+        out = hf_model.generate(**inputs, **generate_kwargs(generation))
     return [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True,
                                                       clean_up_tokenization_spaces=True)]
 
@@ -94,6 +94,7 @@ def train(recipe: Recipe, bundle: Translator, data: Any, ctx: RunContext) -> Tra
         samples=[{"origin": p.origin, "source": p.source, "reference": p.target, "translation": t}
                  for p, t in zip(shown, translations)],
         generation=generation.model_dump(),
+        **({"hub": {**bundle.hub, "pinned": bundle.hub["revision"] is not None}} if bundle.hub else {}),
         languages={"source": bundle.source_lang, "target": bundle.target_lang},
         vocabulary={"size": len(tokenizer), "tokenizer": type(tokenizer).__name__,
                     **({"extension": bundle.extension.as_dict()} if bundle.extension else {})},
@@ -112,8 +113,9 @@ def evaluate_run(run_dir: Path, report: dict[str, Any], data: str) -> dict[str, 
 
     recipe = validate(report["recipe"], f"{run_dir}/report.json")
     folder = run_dir / MODEL_DIR
-    if not (folder / "config.json").is_file():
-        raise RunError(f"{run_dir} has no {MODEL_DIR}/ folder; the run did not finish writing its model")
+    if not folder.is_dir():
+        raise RunError(f"{run_dir} has no {MODEL_DIR}/ folder; the run did not finish writing its model: run it "
+                       "again with tl run, or continue it with --resume")
     fmt_name = recipe.data.format
     if registry("data format").get(fmt_name).read_split is None:  # bible: a file of the user's
         suffix = Path(data).suffix.lstrip(".")
@@ -125,15 +127,20 @@ def evaluate_run(run_dir: Path, report: dict[str, Any], data: str) -> dict[str, 
     languages = report.get("languages") or {}
     options = options.model_copy(update={"source_lang": options.source_lang or languages.get("source"),
                                          "target_lang": options.target_lang or languages.get("target")})
-    pairs = registry("data format").get(fmt_name).read_split(data, strict=recipe.data.strict, options=options)
-    hf, tokenizer = load_pretrained(str(folder), f"{run_dir}")
+    found = registry("data format").get(fmt_name).read_split(data, strict=recipe.data.strict, options=options)
+    pairs = list(found)
+    got = load_pretrained(str(folder), "tl evaluate", error=RunError, fix=DAMAGED_FIX)
+    if got.missing:
+        raise RunError(f"tl evaluate: {folder} lacks {len(got.missing)} of the model's tensors "
+                       f"({', '.join(got.missing[:3])}); {DAMAGED_FIX}")
+    hf, tokenizer = got.model, got.tokenizer
     lowercase = bool(report.get("lowercased"))
     generation = GenerationOptions(**(report.get("generation") or {}))
     translations = translate_texts(hf, tokenizer, generation, [p.source for p in pairs], recipe.train.batch_size)
     references = [p.target.lower() if lowercase else p.target for p in pairs]
     shown = generation.samples
     return {
-        "items": len(pairs), "unit": "sentence pairs", "skipped": [],
+        "items": len(pairs), "unit": "sentence pairs", "skipped": list(found.skipped),
         "metrics": metrics(translations, references), "metric_signatures": signatures(lowercase),
         "samples": [{"source": p.source, "reference": p.target, "translation": t}
                     for p, t in zip(pairs[:shown], translations[:shown])],
