@@ -110,6 +110,13 @@ def test_a_set_value_nested_too_deeply(cli, tmp_path, image_folder, write_recipe
                    r"--set data.options.x: the value is nested too deeply to read", tmp_path / "out")
 
 
+def test_a_set_path_is_taken_as_written(cli, tiny_plugin, tmp_path, image_folder, write_recipe):
+    """YAML would read ``hf:`` as a mapping and give a type error; a weights name is a string as written."""
+    recipe = write_recipe(tiny_recipe(image_folder))
+    assert_refused(cli("run", recipe, "--out", tmp_path / "out", "--set", "backbone.weights=hf:"),
+                   r"backbone 'tiny' has no weights entry 'hf:'; known: pretrained", tmp_path / "out")
+
+
 # ---------------------------------------------------------------- data files
 
 

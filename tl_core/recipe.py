@@ -149,7 +149,8 @@ def apply_set(data: dict[str, Any], assignment: str) -> dict[str, Any]:
             full = [f"{parts[0]}.{f}" for f in fields]
             raise RecipeError(f"--set {key}: no such recipe key{did_you_mean(key, full)}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        # a path or a weights name is a string as written: YAML would read "hf:" as a mapping, "1e5" as a number
+        value = raw.strip() if tuple(parts) in PATH_KEYS else yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     except RecursionError:
