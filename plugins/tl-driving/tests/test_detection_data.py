@@ -123,6 +123,50 @@ def test_test_path_is_read_with_the_training_classes(tmp_path: Path, drv_scenes)
     assert len(data.test) == 3 and data.test.classes == list(CLASSES)  # a test YAML without 'test': its train
 
 
+def test_a_voc_year_folders_split_lists_pick_train_val_and_test(drv_scenes, drv_copy):
+    """As torchvision's VOCDetection(image_set=...) reads them: ImageSets/Main/train.txt trains, val.txt validates
+    (no random split), test.txt tests; an image in no list is not read (a VOC2007 folder holds its test images)."""
+    voc = drv_copy(drv_scenes("voc"))
+    main = voc / "ImageSets" / "Main"
+    main.mkdir(parents=True)
+    ids = [f"scene_{i:04d}" for i in range(8)]
+    (main / "train.txt").write_text("\n".join(ids[:4]) + "\n")
+    (main / "val.txt").write_text("\n".join(ids[4:6]) + "\n")
+    (main / "trainval.txt").write_text("\n".join(ids[:6]) + "\n")
+    (main / "test.txt").write_text(ids[6] + "\n")  # scene 7 is in no list
+    data = load_detection(config(voc, "voc", val_fraction=0.5), 0, read_voc)
+    names = {split: [s.image.stem for s in ds.samples] for split, ds in data.splits().items()}
+    assert names == {"train": ids[:4], "val": ids[4:6], "test": [ids[6]]}
+    assert data.val.classes == data.test.classes == data.classes
+    (main / "train.txt").unlink()  # trainval alone: it trains, and val_fraction splits it
+    data = load_detection(config(voc, "voc", val_fraction=0.5), 0, read_voc)
+    assert len(data.train) == len(data.val) == 3
+    assert sorted(s.image.stem for s in data.train.samples + data.val.samples) == ids[:6]
+    (main / "val.txt").unlink()
+    (main / "trainval.txt").unlink()
+    (main / "test.txt").unlink()
+    assert len(load_detection(config(voc, "voc", val_fraction=0.25), 0, read_voc).train) == 6  # no lists: all 8
+
+
+def test_a_voc_test_path_and_tl_evaluate_read_its_test_list(drv_scenes, drv_copy):
+    from tl_core.plugins import registry
+    from tl_driving.formats import read_voc_new
+
+    voc = drv_copy(drv_scenes("voc"))
+    main = voc / "ImageSets" / "Main"
+    main.mkdir(parents=True)
+    (main / "val.txt").write_text("scene_0001\nscene_0002\n")
+    assert [s.image.stem for s in read_voc_new(voc).samples] == ["scene_0001", "scene_0002"]
+    (main / "test.txt").write_text("scene_0003\nscene_0099\n")
+    ds = read_voc_new(voc)
+    assert [s.image.stem for s in ds.samples] == ["scene_0003"]
+    assert ds.skipped == [f"{main / 'test.txt'}: lists scene_0099, which has neither an XML in {voc / 'Annotations'} "
+                          f"nor an image in {voc / 'JPEGImages'}"]
+    assert registry("data format").get("voc").read_split is read_voc_new
+    data = load_detection(config(drv_scenes("voc"), "voc", test_path=str(voc)), 0, read_voc)
+    assert [s.image.stem for s in data.test.samples] == ["scene_0003"]
+
+
 def test_image_size_and_options_reach_the_data(drv_scenes):
     data = load_detection(config(drv_scenes("yolo"), image_size=256, options={"classes": ["person", "car"]}), 0,
                           read_yolo)

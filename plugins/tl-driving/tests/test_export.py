@@ -80,6 +80,13 @@ def test_torchvision_run_exports_onnx_that_predicts_what_torch_predicts(scenes, 
     assert torch.allclose(torch.from_numpy(boxes), expected["boxes"], atol=1e-2)
     assert torch.equal(torch.from_numpy(labels), expected["labels"])  # torchvision's ids: classes.json[id]
 
+    # tl evaluate rebuilds the same detector and scores new data with the run's metrics
+    code, captured = tl("evaluate", out, "--data", scenes, "--json", monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0, captured.err
+    answer = json.loads(captured.out)
+    assert answer["images"] == 10 and answer["skipped"] == []
+    assert {"map_50", "map", "mar_100"} <= set(answer["metrics"]) and 0 <= answer["metrics"]["map_50"] <= 1
+
 
 def test_export_of_a_classification_run_is_a_clear_error(tmp_path, monkeypatch, capsys):
     import json

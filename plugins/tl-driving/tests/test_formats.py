@@ -544,7 +544,7 @@ def test_bad_data_yamls_and_folders(tmp_path: Path, drv_write_image):
     with pytest.raises(DataError, match=r"'nc' is 4 but 'names' lists 3 classes"):
         read_yolo(data)
     data.write_text("train: [unclosed\n")
-    with pytest.raises(DataError, match=r"drive\.yaml:2: not valid YAML"):
+    with pytest.raises(DataError, match=r"drive\.yaml: not valid YAML at line 2: .*; fix the file"):
         read_yolo(data)
     with pytest.raises(DataError, match=r"data path .*nowhere does not exist"):
         read_yolo(tmp_path / "nowhere")
@@ -555,7 +555,7 @@ def test_bad_data_yamls_and_folders(tmp_path: Path, drv_write_image):
     with pytest.raises(DataError, match=r"a Pascal VOC folder holds Annotations/"):
         read_voc(tmp_path)
     (tmp_path / "bad.json").write_text('{"images": [\n}')
-    with pytest.raises(DataError, match=r"bad\.json:2: not valid JSON"):
+    with pytest.raises(DataError, match=r"bad\.json: not valid JSON at line 2 .*; fix the file"):
         read_coco(tmp_path / "bad.json")
     (tmp_path / "bad.json").write_text('{"frames": 3}')
     with pytest.raises(DataError, match=r"a BDD100K label file is a list of frames"):

@@ -46,9 +46,10 @@ def test_gradual_unfreezing_under_ultralytics_keeps_frozen_layers_bit_identical(
 
 
 def test_coco_rows_of_overlapping_classes_are_kept():
-    from tl_driving.yolo import COCO80, resize_classes
-    from tl_driving.yolo_backbones import build_model
+    from tl_driving.yolo import resize_classes
+    from tl_driving.yolo_backbones import build_model, coco_names
 
+    COCO80 = coco_names()
     torch.manual_seed(0)
     model = build_model("yolo11n.yaml", nc=80)  # stands for a COCO-trained model
     source = {k: v.clone() for k, v in model.state_dict().items()}
@@ -63,6 +64,45 @@ def test_coco_rows_of_overlapping_classes_are_kept():
     with torch.no_grad():
         out = model.eval()(torch.zeros(1, 3, 64, 64))
     assert out[0].shape[1] == 4 + 3  # boxes + 3 class scores
+
+
+def test_the_coco_names_are_ultralytics_80_in_the_order_of_the_checkpoints_rows():
+    """Each of the 80 names maps to its own row: the row ultralytics' coco.yaml and torchvision's COCO weights give
+    it (torchvision numbers 91 ids with N/A gaps and a background; without those, the same 80 in the same order)."""
+    import yaml
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+    from ultralytics.utils import ROOT
+
+    from tl_driving.yolo_backbones import coco_names
+
+    names = coco_names()
+    expected = yaml.safe_load((ROOT / "cfg" / "datasets" / "coco.yaml").read_text())["names"]
+    assert names == tuple(expected[i] for i in range(80))
+    torchvision = [c for c in FasterRCNN_ResNet50_FPN_Weights.DEFAULT.meta["categories"]
+                   if c not in ("__background__", "N/A")]
+    assert list(names) == torchvision
+    assert names.index("traffic light") == 9 and names.index("stop sign") == 11
+    assert names.index("dog") == 16 and names.index("toothbrush") == 79
+
+
+def test_every_coco_class_warm_starts_from_its_own_row():
+    from tl_driving.yolo import resize_classes
+    from tl_driving.yolo_backbones import build_model, coco_names
+
+    torch.manual_seed(0)
+    model = build_model("yolo11n.yaml", nc=80)
+    key = "model.23.cv3.0.2.weight"
+    source = model.state_dict()[key].clone()
+    targets = ["toothbrush", "traffic light", "dog", "stop sign", "car"]  # any order; all 80 in the next check
+    lines = resize_classes(model, targets, list(coco_names()), {})
+    rows = model.state_dict()[key]
+    for j, name in enumerate(targets):
+        assert torch.equal(rows[j], source[coco_names().index(name)]), name
+    assert lines[0].endswith("dog (was dog), stop sign (was stop sign), car (was car); 0 new")
+    model = build_model("yolo11n.yaml", nc=80)
+    source = model.state_dict()[key].clone()
+    resize_classes(model, list(reversed(coco_names())), list(coco_names()), {})
+    assert torch.equal(model.state_dict()[key], source.flip(0))  # all 80, each from its own row
 
 
 def test_ultralytics_checkpoints_load_through_the_restricted_loader(tmp_path):

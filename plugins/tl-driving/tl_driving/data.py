@@ -3,10 +3,10 @@
 :mod:`tl_driving.options`), and the torch dataset.
 
 ``data.format`` is one of ``yolo``, ``coco``, ``voc``, ``kitti``, ``bdd100k`` (readers in :mod:`tl_driving.formats`).
-``data.path`` is read as the training data; a val split comes from the YOLO data YAML's ``val`` when it has one,
-else ``data.val_fraction`` of the images at random (seeded); the test split from ``data.test_path``, else the YOLO
-YAML's ``test``. Val and test are read with the training classes. ``data.image_size``, when set, overrides
-``data.options.image_size``.
+``data.path`` is read as the training data; a val split comes from the YOLO data YAML's ``val`` when it has one (a
+Pascal VOC year folder's ``ImageSets/Main/val.txt``), else ``data.val_fraction`` of the images at random (seeded);
+the test split from ``data.test_path``, else the YOLO YAML's ``test`` (VOC: ``test.txt``). Val and test are read
+with the training classes. ``data.image_size``, when set, overrides ``data.options.image_size``.
 
 Torch and torchvision are imported only inside :class:`DetectionDataset` and :func:`collate`.
 """
@@ -14,6 +14,7 @@ Torch and torchvision are imported only inside :class:`DetectionDataset` and :fu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tl_core.api import DataError, random_split
@@ -23,7 +24,9 @@ from tl_driving.formats import (
     read_coco,
     read_kitti,
     read_voc,
+    read_voc_new,
     read_yolo,
+    voc_image_sets,
     yolo_splits,
 )
 from tl_driving.options import DrivingOptions, as_options
@@ -80,31 +83,60 @@ def _merge_counts(*sets: DetectionSet | None) -> dict[str, int]:
     return out
 
 
+def _voc_sets(path: str) -> tuple[str | None, str | None, str | None]:
+    """``(train, val, test)`` image sets of a Pascal VOC year folder, by its ``ImageSets/Main`` lists: ``train.txt``
+    trains and ``val.txt`` validates (both listed); ``trainval.txt`` alone trains (val then split off at random);
+    ``test.txt`` tests. ``None`` where no list says: every image (train), a random split (val), none (test)."""
+    sets = voc_image_sets(path) if Path(path).is_dir() else []
+    train = "train" if "train" in sets else "trainval" if "trainval" in sets else None
+    val = "val" if train == "train" and "val" in sets else None
+    return train, val, "test" if "test" in sets else None
+
+
 def load_detection(config: DataConfig, seed: int, reader: Any) -> DetectionData:
     """Read ``config.path`` with ``reader`` and ``config.options``: for a YOLO data YAML its train split, and its
-    val split when it has one; else split off ``config.val_fraction`` at random (seeded). Read ``config.test_path``
-    (a YOLO test YAML: its ``test`` split, else its ``train``; without ``test_path``, the YOLO YAML's own ``test``)
-    with the training classes."""
+    val split when it has one; for a Pascal VOC year folder with ``ImageSets/Main`` lists, the images of
+    ``train.txt`` (val: ``val.txt``) or ``trainval.txt`` (:func:`_voc_sets`); else split off ``config.val_fraction``
+    at random (seeded). Read ``config.test_path`` (a YOLO test YAML: its ``test`` split, else its ``train``; a VOC
+    folder: its ``test.txt``, else ``val.txt``, else every image; without ``test_path``, the YOLO YAML's own
+    ``test``, or the VOC folder's ``test.txt``) with the training classes."""
     opts = as_options(config.options)
     if config.image_size is not None and config.image_size != opts.image_size:
         opts = opts.model_copy(update={"image_size": config.image_size})
-    named = yolo_splits(config.path) if reader is read_yolo else []
-    full: DetectionSet = reader(config.path, strict=config.strict, options=opts)
+    strict = config.strict
+
+    def read(path: str, split: str | None, classes: list[str] | None = None) -> DetectionSet:
+        if reader is read_yolo:
+            return read_yolo(path, strict=strict, classes=classes, options=opts, split=split or "train")
+        if reader is read_voc:
+            return read_voc(path, strict=strict, classes=classes, options=opts, image_set=split)
+        return reader(path, strict=strict, classes=classes, options=opts)
+
+    if reader is read_yolo:
+        named = yolo_splits(config.path)
+        train_set, val_set, test_set = "train", "val" if "val" in named else None, "test" if "test" in named else None
+    elif reader is read_voc:
+        train_set, val_set, test_set = _voc_sets(config.path)
+    else:
+        train_set = val_set = test_set = None
+    full = read(config.path, train_set)
     classes = full.classes
     read_val = None
-    if "val" in named:
+    if val_set:
         train = full
-        val = read_val = read_yolo(config.path, strict=config.strict, classes=classes, options=opts, split="val")
+        val = read_val = read(config.path, val_set, classes)
     else:
         train_idx, val_idx = random_split(len(full), config.val_fraction, seed)
         train, val = full.subset(train_idx), (full.subset(val_idx) if val_idx else None)
     if config.test_path and reader is read_yolo:
         split = "test" if "test" in yolo_splits(config.test_path) else "train"
-        test = read_yolo(config.test_path, strict=config.strict, classes=classes, options=opts, split=split)
+        test = read(config.test_path, split, classes)
+    elif config.test_path and reader is read_voc:
+        test = read_voc_new(config.test_path, strict, classes, options=opts)
     elif config.test_path:
-        test = reader(config.test_path, strict=config.strict, classes=classes, options=opts)
-    elif "test" in named:
-        test = read_yolo(config.path, strict=config.strict, classes=classes, options=opts, split="test")
+        test = read(config.test_path, None, classes)
+    elif test_set:
+        test = read(config.path, test_set, classes)
     else:
         test = None
     if train.num_boxes == 0:

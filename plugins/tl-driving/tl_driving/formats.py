@@ -56,7 +56,7 @@ from xml.parsers import expat
 
 import yaml
 
-from tl_core.api import DataError
+from tl_core.api import DataError, decode_text, read_json, read_text, read_yaml
 from tl_driving.options import DrivingOptions, as_options
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
@@ -330,23 +330,35 @@ def _unlabelled(image: Path, label: Path, opts: DrivingOptions, report: _Report)
 
 
 def _read_text(path: Path, report: _Report) -> list[str] | None:
+    """The lines of one label file (UTF-8, a byte-order mark dropped), or ``None`` when it cannot be read: the
+    file is reported (skipped, its image with it), or a DataError when strict."""
     try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        report.problem(str(path), "not a UTF-8 text file", fix=_FILE_FIX)
-        return None
+        return decode_text(path.read_bytes(), str(path)).splitlines()
+    except DataError as exc:  # not UTF-8: the core's line names the byte and the line
+        reason = str(exc).partition("; ")[0].removeprefix(f"{path} ").removeprefix("is ")
+        report.problem(str(path), reason, fix=f"save it as UTF-8, or {_FILE_FIX}")
+    except OSError as exc:
+        report.problem(str(path), f"cannot be read ({exc.strerror or exc})", fix=_FILE_FIX)
+    return None
+
+
+def _user_file(read: Any, path: Path, fix: str) -> Any:
+    """``read(path)`` (the core's :func:`read_json` or :func:`read_yaml`: UTF-8, valid, not nested too deep), its
+    one-line DataError completed with ``fix`` where the core's line gives none."""
+    try:
+        return read(path, str(path))
+    except DataError as exc:
+        message = str(exc)
+        if "UTF-8" in message:  # the core's line already says what to do
+            raise
+        raise DataError(f"{message}; {fix}") from None
 
 
 def _load_json(file: Path, what: str) -> Any:
     if not file.is_file():
         hint = "" if not file.is_dir() else " (it is a folder: give the JSON file in it)"
         raise DataError(f"data path {file} is not a file{hint}; set data.path to {what}")
-    try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{file}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{file}: not a UTF-8 text file; set data.path to {what}") from None
+    return _user_file(read_json, file, f"fix the file, or set data.path to {what}")
 
 
 def _image_folders(file: Path, opts: DrivingOptions, default: tuple[str, ...]) -> list[Path]:
@@ -372,9 +384,48 @@ def _find_image(name: str, folders: list[Path]) -> Path | None:
 
 
 def _float(value: Any) -> float:
+    """A JSON or XML value as a float; anything else (a list, null, a bool, an integer too large for a float) is a
+    ValueError. ``inf`` and ``nan`` pass: :func:`_check_box` reports them."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"not a number: {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"not a number a float can hold: {str(value)[:20]}...") from None
+
+
+def _number(text: Any) -> float | None:
+    """A number given as XML text or a YAML value (``<width>96</width>``, ``nc: '6'``), or ``None`` when it is
+    missing or not a number."""
+    try:
+        return _float(text)
+    except ValueError:
+        return None
+
+
+def _show(value: Any) -> str:
+    """A value as a short repr for a message (cut at 80 characters)."""
+    try:
+        shown = repr(value)
+    except RecursionError:  # nested deeper than repr goes: reprlib cuts the levels
+        import reprlib
+
+        shown = reprlib.repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def _pixels(value: Any) -> int | None:
+    """A declared image width or height: a positive whole number (``96`` or ``96.0``), else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value) or value <= 0 or value != int(value):
+        return None
+    return int(value)
+
+
+def _is_id(value: Any) -> bool:
+    """A COCO id: a number or a string (a list or a mapping cannot be looked up)."""
+    return isinstance(value, (int, float, str)) and not isinstance(value, bool)
 
 
 # ---------------------------------------------------------------- YOLO
@@ -407,12 +458,7 @@ def _yolo_names(raw: Any, where: str) -> list[str]:
 
 
 def _read_yaml_file(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise DataError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the file") from None
+    data = _user_file(read_yaml, path, "fix the file, or set data.path to an ultralytics data YAML")
     if not isinstance(data, dict):
         raise DataError(f"{path}: a YOLO data YAML is a mapping with keys path, train, val, test, names")
     return data
@@ -431,7 +477,8 @@ def _yolo_source(path: str | Path) -> _YoloSource:
                     names = _yolo_names(data["names"], str(source / candidate))
                 break
         if names is None and (source / "classes.txt").is_file():
-            names = [n.strip() for n in (source / "classes.txt").read_text(encoding="utf-8").splitlines() if n.strip()]
+            text = read_text(source / "classes.txt")
+            names = [n.strip() for n in text.splitlines() if n.strip()]
         if not (source / "images").is_dir() or not (source / "labels").is_dir():
             raise DataError(
                 f"{source}: a YOLO folder holds images/ and labels/ (label files named like their images) and "
@@ -455,8 +502,9 @@ def _yolo_yaml(file: Path, data: dict[str, Any]) -> _YoloSource:
     if "names" not in data:
         raise DataError(f"{file}: no 'names' key; list the class names (names: [car, person, ...])")
     names = _yolo_names(data["names"], str(file))
-    if "nc" in data and data["nc"] != len(names):
-        raise DataError(f"{file}: 'nc' is {data['nc']} but 'names' lists {len(names)} classes; make them agree")
+    if "nc" in data and _number(data["nc"]) != len(names):  # '6' and 6.0 count, as in ultralytics
+        raise DataError(f"{file}: 'nc' is {_show(data['nc'])} but 'names' lists {len(names)} classes; make them "
+                        "agree")
     root = file.parent
     if data.get("path"):
         root = Path(str(data["path"]))
@@ -468,6 +516,8 @@ def _yolo_yaml(file: Path, data: dict[str, Any]) -> _YoloSource:
             )
     if not data.get("train"):
         raise DataError(f"{file}: no 'train' key; name the training images folder (train: images/train)")
+    if not data.get("val") and data.get("validation"):
+        data = {**data, "val": data["validation"]}  # ultralytics renames a 'validation' key to 'val' too
     splits = {k: data[k] for k in YOLO_SPLITS if data.get(k)}
     return _YoloSource(file, root, names, splits, file)
 
@@ -489,10 +539,15 @@ def _split_images(src: _YoloSource, split: str) -> list[Path]:
     for value in values if isinstance(values, list) else [values]:
         target = Path(str(value))
         target = target if target.is_absolute() else src.root / target
+        if isinstance(values, str) and values.startswith("../") and not target.exists() \
+                and (src.root / values[3:]).exists():
+            # ultralytics' fallback (check_det_dataset) for Roboflow's data.yaml, which sits beside train/ and
+            # valid/ but names them '../train/images': a missing '../x' is read as 'x'
+            target = src.root / values[3:]
         if target.is_dir():
             images.extend(_images_in(target, recursive=True))
         elif target.is_file() and target.suffix == ".txt":
-            for line in target.read_text(encoding="utf-8").splitlines():
+            for line in read_text(target).splitlines():
                 if line.strip():
                     image = Path(line.strip())
                     images.append(image if image.is_absolute() else target.parent / image)
@@ -616,16 +671,30 @@ def read_coco(
         raise DataError(f"{file}: no 'annotations' list; an image-info file without boxes cannot train a detector")
     categories: dict[Any, str] = {}
     for k, cat in enumerate(data["categories"]):
-        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
-            raise DataError(f"{file}: category #{k} needs an 'id' and a 'name' (got {cat!r:.80})")
+        if not isinstance(cat, dict) or not _is_id(cat.get("id")) or not isinstance(cat.get("name"), str):
+            raise DataError(f"{file}: category #{k} needs an 'id' (a number or a string) and a 'name' (got "
+                            f"{_show(cat)}); fix the categories list")
         categories[cat["id"]] = cat["name"]
     folders = _image_folders(file, opts, ("", "images"))
     images: dict[Any, _Entry] = {}
+    listed: set[Any] = set()
     for k, info in enumerate(data["images"]):
-        if not isinstance(info, dict) or "id" not in info or not isinstance(info.get("file_name"), str):
-            report.problem(f"{file} (image #{k})", "an image needs an 'id' and a 'file_name'", fix=_FILE_FIX)
+        if not isinstance(info, dict) or not _is_id(info.get("id")) or not isinstance(info.get("file_name"), str):
+            report.problem(f"{file} (image #{k})", "an image needs an 'id' (a number or a string) and a 'file_name' "
+                           f"(got {_show(info)})", fix=_FILE_FIX)
             continue
         where = f"{file} (image id {info['id']})"
+        if info["id"] in listed:
+            report.problem(where, "a second image with this id", fix=_FILE_FIX)
+            continue
+        listed.add(info["id"])
+        size = None
+        if info.get("width") or info.get("height"):  # 0 or missing: not declared
+            size = _pixels(info.get("width")), _pixels(info.get("height"))
+            if None in size:
+                report.problem(where, "width and height must be whole numbers of pixels (got "
+                               f"{_show(info.get('width'))} x {_show(info.get('height'))})", fix=_FILE_FIX)
+                continue
         image = _find_image(info["file_name"], folders)
         if image is None:
             report.problem(
@@ -633,26 +702,29 @@ def read_coco(
                 fix="add the image, or set data.options.images to the image folder, or set data.strict: false",
             )
             continue
-        size = (info["width"], info["height"]) if info.get("width") and info.get("height") else None
         images[info["id"]] = _Entry(image, [], where, size)
-    listed = {info.get("id") for info in data["images"] if isinstance(info, dict)}
     for k, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict):
             report.problem(f"{file} (annotation #{k})", "an annotation must be a mapping", "unparsable")
             continue
-        where = f"{file} (annotation id {ann.get('id', f'#{k}')})"
-        if ann.get("image_id") not in listed:
-            report.problem(where, f"image_id {ann.get('image_id')!r} is not in 'images'", "unparsable")
+        ann_id = ann.get("id", f"#{k}")
+        where = f"{file} (annotation id {ann_id if _is_id(ann_id) else _show(ann_id)})"
+        bad = next((key for key in ("image_id", "category_id") if not _is_id(ann.get(key))), None)
+        if bad is not None:
+            report.problem(where, f"{bad} must be a number or a string (got {_show(ann.get(bad))})", "unparsable")
             continue
-        if ann.get("image_id") not in images:
+        if ann["image_id"] not in listed:
+            report.problem(where, f"image_id {ann['image_id']!r} is not in 'images'", "unparsable")
+            continue
+        if ann["image_id"] not in images:
             continue  # its image was reported
         if ann.get("iscrowd"):
             report.drop("crowd")
             continue
-        if ann.get("category_id") not in categories:
+        if ann["category_id"] not in categories:
             known = ", ".join(str(c) for c in list(categories)[:12])
             report.problem(
-                where, f"unknown class: category_id {ann.get('category_id')!r} is not in 'categories' (ids {known})",
+                where, f"unknown class: category_id {ann['category_id']!r} is not in 'categories' (ids {known})",
                 "unknown class",
             )
             continue
@@ -662,7 +734,7 @@ def read_coco(
                 raise ValueError
             x, y, w, h = (_float(v) for v in bbox)
         except ValueError:
-            report.problem(where, f"bbox must be [x, y, width, height] in pixels (got {bbox!r:.60})", "unparsable")
+            report.problem(where, f"bbox must be [x, y, width, height] in pixels (got {_show(bbox)})", "unparsable")
             continue
         images[ann["image_id"]].objects.append(_Obj(categories[ann["category_id"]], x, y, x + w, y + h, where))
     return _assemble(
@@ -719,16 +791,11 @@ def _parse_xml(path: Path) -> _Node:
     return roots[0]
 
 
-def read_voc(
-    path: str | Path, strict: bool = False, classes: list[str] | None = None,
-    options: DrivingOptions | dict[str, Any] | None = None,
-) -> DetectionSet:
-    """Read a Pascal VOC folder: ``Annotations/*.xml`` and ``JPEGImages/`` (or ``images/``). An XML names its image
-    in ``<filename>`` (else the image named like the XML is used). ``difficult`` objects are kept unless
-    ``options.voc_skip_difficult``. An image without an XML is a background image (``missing_labels: error``: a
-    DataError)."""
-    opts = _options(options)
-    report = _Report(strict)
+VOC_SETS = ("train", "val", "trainval", "test")
+
+
+def _voc_root(path: str | Path) -> tuple[Path, Path, Path]:
+    """``(root, Annotations/, image folder)`` of a Pascal VOC folder, or a DataError."""
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"data path {path} is not a folder; set data.path to a Pascal VOC folder (Annotations/, "
@@ -739,17 +806,72 @@ def read_voc(
         raise DataError(
             f"{root}: a Pascal VOC folder holds Annotations/ (one XML file per image) and JPEGImages/ (or images/)"
         )
+    return root, annotations, image_dir
+
+
+def voc_image_sets(path: str | Path) -> list[str]:
+    """The detection split lists a Pascal VOC year folder has: those of ``train``, ``val``, ``trainval``, ``test``
+    whose ``ImageSets/Main/<name>.txt`` exists."""
+    main = Path(path) / "ImageSets" / "Main"
+    return [name for name in VOC_SETS if (main / f"{name}.txt").is_file()]
+
+
+def _voc_ids(root: Path, image_set: str) -> list[str]:
+    """The image ids ``ImageSets/Main/<image_set>.txt`` lists (one a line; the first column, as torchvision's
+    ``VOCDetection`` reads them)."""
+    listing = root / "ImageSets" / "Main" / f"{image_set}.txt"
+    if not listing.is_file():
+        have = ", ".join(voc_image_sets(root)) or "none"
+        raise DataError(f"{root}: no ImageSets/Main/{image_set}.txt (split lists there: {have}); add it, or read "
+                        "the folder without a split list")
+    ids = list(dict.fromkeys(line.split()[0] for line in read_text(listing).splitlines() if line.strip()))
+    if not ids:
+        raise DataError(f"{listing}: lists no images; add image ids (one a line) or remove the file")
+    return ids
+
+
+def read_voc(
+    path: str | Path, strict: bool = False, classes: list[str] | None = None,
+    options: DrivingOptions | dict[str, Any] | None = None, image_set: str | None = None,
+) -> DetectionSet:
+    """Read a Pascal VOC folder: ``Annotations/*.xml`` and ``JPEGImages/`` (or ``images/``). An XML names its image
+    in ``<filename>`` (else the image named like the XML is used). ``difficult`` objects are kept unless
+    ``options.voc_skip_difficult``. An image without an XML is a background image (``missing_labels: error``: a
+    DataError).
+
+    ``image_set`` (``train``, ``val``, ``trainval``, ``test``) reads only the images a VOC year folder's
+    ``ImageSets/Main/<image_set>.txt`` lists, as torchvision's ``VOCDetection(image_set=...)`` does; without it,
+    every XML and image of the folder. Which list a run reads is :mod:`tl_driving.data`'s rule."""
+    opts = _options(options)
+    report = _Report(strict)
+    root, annotations, image_dir = _voc_root(path)
     by_stem: dict[str, Path] = {}
     for image in _images_in(image_dir):
         by_stem.setdefault(image.stem, image)
+    if image_set is None:
+        xmls = sorted(p for p in annotations.glob("*.xml") if not p.name.startswith("."))
+        candidates = set(by_stem.values())
+    else:
+        ids = _voc_ids(root, image_set)
+        xmls = [annotations / f"{i}.xml" for i in ids if (annotations / f"{i}.xml").is_file()]
+        candidates = {by_stem[i] for i in ids if i in by_stem}
+        listing = root / "ImageSets" / "Main" / f"{image_set}.txt"
+        for i in ids:
+            if i not in by_stem and not (annotations / f"{i}.xml").is_file():
+                report.problem(f"{listing}", f"lists {i}, which has neither an XML in {annotations} nor an image in "
+                               f"{image_dir}", fix=_FILE_FIX)
     entries: list[_Entry] = []
     used: set[Path] = set()
-    for xml in sorted(p for p in annotations.glob("*.xml") if not p.name.startswith(".")):
+    for xml in xmls:
         try:
             doc = _parse_xml(xml)
         except expat.ExpatError as exc:
             report.problem(f"{xml}:{exc.lineno}", f"not valid XML ({expat.ErrorString(exc.code)})", fix=_FILE_FIX)
             used.add(by_stem.get(xml.stem, xml))  # its image is skipped too, not read as background
+            continue
+        except OSError as exc:
+            report.problem(str(xml), f"cannot be read ({exc.strerror or exc})", fix=_FILE_FIX)
+            used.add(by_stem.get(xml.stem, xml))
             continue
         if doc.tag != "annotation":
             report.problem(str(xml), f"the root element is <{doc.tag}>, not <annotation>", fix=_FILE_FIX)
@@ -765,11 +887,8 @@ def read_voc(
         size = None
         node = doc.find("size")
         if node is not None:
-            try:
-                width, height = int(float(node.findtext("width") or 0)), int(float(node.findtext("height") or 0))
-            except ValueError:
-                width = height = 0
-            size = (width, height) if width > 0 and height > 0 else None
+            width, height = (_pixels(_number(node.findtext(k))) for k in ("width", "height"))
+            size = (width, height) if width and height else None
         objects = []
         for obj in doc.findall("object"):
             where = f"{xml}:{obj.line}"
@@ -790,10 +909,22 @@ def read_voc(
                 continue
             objects.append(_Obj(name, xmin - 1, ymin - 1, xmax, ymax, where))
         entries.append(_Entry(image, objects, str(xml), size))
-    for image in sorted(set(by_stem.values()) - used):
+    for image in sorted(candidates - used):
         entries.append(_unlabelled(image, annotations / f"{image.stem}.xml", opts, report))
     entries.sort(key=lambda e: e.image)
-    return _assemble(entries, report, opts, _fixed(classes, opts), str(root))
+    origin = f"{root} ({image_set})" if image_set else str(root)
+    return _assemble(entries, report, opts, _fixed(classes, opts), origin)
+
+
+def read_voc_new(
+    path: str | Path, strict: bool = False, classes: list[str] | None = None,
+    options: DrivingOptions | dict[str, Any] | None = None,
+) -> DetectionSet:
+    """A Pascal VOC folder as data to score a finished run on (``tl evaluate``, ``data.test_path``): its
+    ``ImageSets/Main/test.txt`` images when it lists them, else its ``val.txt`` images, else every image."""
+    sets = voc_image_sets(path)
+    image_set = "test" if "test" in sets else "val" if "val" in sets else None
+    return read_voc(path, strict, classes, options=options, image_set=image_set)
 
 
 # ---------------------------------------------------------------- KITTI
@@ -886,11 +1017,19 @@ def read_bdd100k(
             )
             continue
         labels = frame.get("labels") or []
+        if not isinstance(labels, list):
+            report.problem(where, f"'labels' must be a list of labels (got {_show(labels)})", fix=_FILE_FIX)
+            continue
         objects = []
-        for j, label in enumerate(labels if isinstance(labels, list) else []):
-            if not isinstance(label, dict) or label.get("box2d") is None:
+        for j, label in enumerate(labels):
+            if not isinstance(label, dict):
+                report.problem(f"{where[:-1]}, label #{j})", f"a label must be a mapping (got {_show(label)})",
+                               "unparsable")
                 continue
-            lwhere = f"{file} (frame {name!r}, label {label.get('id', j)})"
+            if label.get("box2d") is None:
+                continue
+            label_id = label.get("id", j)
+            lwhere = f"{file} (frame {name!r}, label {label_id if _is_id(label_id) else _show(label_id)})"
             box = label["box2d"]
             category = label.get("category")
             if not isinstance(category, str) or not category:
@@ -901,7 +1040,7 @@ def read_bdd100k(
                     raise ValueError
                 x1, y1, x2, y2 = (_float(box.get(k)) for k in ("x1", "y1", "x2", "y2"))
             except ValueError:
-                report.problem(lwhere, f"box2d needs numbers x1, y1, x2, y2 (got {box!r:.60})", "unparsable")
+                report.problem(lwhere, f"box2d needs numbers x1, y1, x2, y2 (got {_show(box)})", "unparsable")
                 continue
             objects.append(_Obj(category, x1, y1, x2 + 1, y2 + 1, lwhere))
         entries.append(_Entry(image, objects, where))
@@ -940,7 +1079,7 @@ def write_yolo(dataset: DetectionSet, out: Path, split_names: dict[str, Detectio
             raise DataError(f"write_yolo: split {name!r} has classes {split.classes}, train has {dataset.classes}")
     yaml_path = out / "data.yaml"
     if out.exists() and any(out.iterdir()):
-        if not yaml_path.is_file() or not yaml_path.read_text(encoding="utf-8").startswith(_WRITTEN_BY):
+        if not yaml_path.is_file() or not yaml_path.read_bytes().startswith(_WRITTEN_BY.encode()):
             raise DataError(f"{out} is not empty and was not written by write_yolo; choose a new folder")
         for sub in ("images", "labels"):
             if (out / sub).is_dir():

@@ -1,6 +1,7 @@
 """``data.options`` of the driving data formats (:class:`DrivingOptions`): which classes, renamed how, what an
 unlabelled image is, the training size. The readers (:mod:`tl_driving.formats`) and the recipe side
-(:mod:`tl_driving.data`) both take them."""
+(:mod:`tl_driving.data`) both take them. And the ``yolo`` head's options (:class:`YoloOptions`): which ultralytics
+integrations a YOLO run turns on (none by default)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,39 @@ class DrivingOptions(BaseModel):
 def as_options(options: DrivingOptions | dict[str, Any] | None) -> DrivingOptions:
     """``DrivingOptions`` from a validated model, a ``data.options`` mapping, or ``None`` (the defaults)."""
     return format_options(DrivingOptions, options)
+
+
+#: the ultralytics integrations a YOLO run can turn on (``head.integrations``); each names the module of
+#: ``ultralytics.utils.callbacks`` that holds its callbacks (``analytics``: ``ultralytics.utils.events``)
+INTEGRATIONS = {
+    "analytics": "ultralytics.utils.events",
+    "platform": "ultralytics.utils.callbacks.platform",
+    "clearml": "ultralytics.utils.callbacks.clearml",
+    "comet": "ultralytics.utils.callbacks.comet",
+    "dvc": "ultralytics.utils.callbacks.dvc",
+    "mlflow": "ultralytics.utils.callbacks.mlflow",
+    "neptune": "ultralytics.utils.callbacks.neptune",
+    "raytune": "ultralytics.utils.callbacks.raytune",
+    "tensorboard": "ultralytics.utils.callbacks.tensorboard",
+    "wandb": "ultralytics.utils.callbacks.wb",
+}
+Integration = Literal["analytics", "platform", "clearml", "comet", "dvc", "mlflow", "neptune", "raytune",
+                      "tensorboard", "wandb"]
+
+
+class YoloOptions(BaseModel):
+    """Options of the ``yolo`` head: what tl lets ultralytics' trainer do besides training."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    integrations: list[Integration] = Field(
+        default_factory=list, description="ultralytics integrations to turn on for the run (experiment loggers "
+        "mlflow, clearml, comet, dvc, wandb, neptune, tensorboard, raytune; platform: Ultralytics Platform uploads; "
+        "analytics: ultralytics' anonymous usage events). Default none, whatever ultralytics' own settings say; "
+        "an integration also needs its package installed"
+    )
+
+    @field_validator("integrations")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))

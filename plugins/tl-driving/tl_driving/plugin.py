@@ -76,6 +76,17 @@ def tl_evaluate(task: str, outputs: Any, targets: Any, class_names: list[str]) -
 
 
 @hookimpl
+def tl_evaluate_run(run_dir: Path, report: Any, data: str) -> dict[str, Any] | None:
+    from tl_driving.registrations import TASK
+
+    if report["recipe"].get("task") != TASK:
+        return None
+    from tl_driving.evaluate import evaluate_run
+
+    return evaluate_run(run_dir, report, data)
+
+
+@hookimpl
 def tl_add_commands(cli: Any) -> None:
     from tl_driving.export import add_commands
 

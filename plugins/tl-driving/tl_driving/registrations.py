@@ -10,9 +10,10 @@ TASK = "object-detection"
 OPTIONS = "tl_driving.options:DrivingOptions"
 
 
-def _format(name: str, description: str) -> DataFormat:
+def _format(name: str, description: str, read_split: str = "") -> DataFormat:
     return DataFormat(name, TASK, read=f"tl_driving.data:read_{name}_data",
-                      read_split=f"tl_driving.formats:read_{name}", options=OPTIONS, description=description)
+                      read_split=f"tl_driving.formats:{read_split or f'read_{name}'}", options=OPTIONS,
+                      description=description)
 
 
 DATA_FORMATS: tuple[DataFormat, ...] = (
@@ -20,7 +21,8 @@ DATA_FORMATS: tuple[DataFormat, ...] = (
                     "'class cx cy w h' normalised to [0, 1]"),
     _format("coco", "a COCO JSON file (images, annotations with bbox [x, y, w, h], categories); images beside it "
                     "or in images/ (or data.options.images)"),
-    _format("voc", "a Pascal VOC folder: Annotations/*.xml and JPEGImages/ (or images/)"),
+    _format("voc", "a Pascal VOC folder: Annotations/*.xml and JPEGImages/ (or images/); a year folder's "
+                   "ImageSets/Main/train.txt, val.txt, trainval.txt and test.txt pick the splits", "read_voc_new"),
     _format("kitti", "a KITTI object folder: image_2/ and label_2/ (DontCare regions dropped)"),
     _format("bdd100k", "a BDD100K label JSON (frames with box2d labels) with its images in images/ beside it"),
 )
@@ -32,8 +34,9 @@ def _detector(name: str, factory: str, description: str) -> HeadSpec:
 
 
 HEADS = (
-    HeadSpec("yolo", "tl_driving.models:yolo_head", tasks=(TASK,),
-             description="the ultralytics model's own Detect head"),
+    HeadSpec("yolo", "tl_driving.models:yolo_head", tasks=(TASK,), options="tl_driving.options:YoloOptions",
+             description="the ultralytics model's own Detect head, trained by ultralytics' trainer (its "
+                         "integrations and analytics off unless head.integrations names them)"),
     _detector("faster-rcnn", "faster_rcnn",
               "torchvision Faster R-CNN (RPN + RoI heads) on an FPN over the backbone's strides 8-32"),
     _detector("retinanet", "retinanet", "torchvision RetinaNet (focal loss, one stage) on an FPN"),

@@ -10,19 +10,75 @@ start of an epoch), and copies the frozen layers into the EMA model after every 
 
 Ultralytics' ``.pt`` checkpoints are pickles; they are read with ultralytics' own restricted loader
 (``weights_only=True`` and an allow-list of its layer classes), never with arbitrary unpickling.
+
+Ultralytics attaches its integrations (MLflow, ClearML, Comet, DVC, W&B, Neptune, Ray Tune, TensorBoard - each when
+installed and on in its settings, most of them on by default - and Ultralytics Platform uploads) to every trainer,
+and its anonymous usage events to every trainer, validator, predictor and exporter. Under tl none is attached
+unless the recipe's ``head.integrations`` names it (:func:`integrations`); ultralytics' settings file is neither
+read for this nor written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tl_core.api import WeightsError
+from tl_core.api import TLError, WeightsError
 from tl_driving.models import Detector
-from tl_driving.yolo_backbones import COCO80
+from tl_driving.options import INTEGRATIONS, YoloOptions
+from tl_driving.yolo_backbones import coco_names
 
 if TYPE_CHECKING:
     from tl_core.api import Recipe, RunContext
+
+
+def yolo_options(recipe: Any) -> YoloOptions:
+    """The recipe's ``yolo`` head options (the defaults for a YOLO backbone under another head's name)."""
+    return YoloOptions.model_validate(recipe.head.options) if recipe.head.name == "yolo" else YoloOptions()
+
+
+@contextmanager
+def integrations(names: Sequence[str] = (), log: Callable[[str], None] | None = None) -> Iterator[None]:
+    """While inside, every ultralytics trainer, validator, predictor and exporter gets the callbacks of the
+    integrations in ``names`` only (``head.integrations``; see :data:`tl_driving.options.INTEGRATIONS`), instead of
+    those ultralytics' settings turn on. Ultralytics adds them through ``ultralytics.utils.callbacks.
+    add_integration_callbacks``, looked up when each object is made; that one function is swapped for the run and
+    put back after, so ``SETTINGS`` and its file stay as they are. An integration whose package is not installed
+    attaches nothing (``log`` says so)."""
+    from importlib import import_module
+
+    from ultralytics.utils import callbacks as package
+
+    chosen: dict[str, dict[str, Any]] = {}
+    for name in names:
+        try:
+            found = import_module(INTEGRATIONS[name]).callbacks
+        except ImportError:
+            import ultralytics
+
+            raise TLError(f"head.integrations: ultralytics {ultralytics.__version__} has no {name} integration; "
+                          "remove it from the list") from None
+        if not found and log is not None:
+            log(f"ultralytics integration {name} is not active: its package is not installed (or ultralytics turns "
+                "it off here)")
+        chosen[name] = found
+
+    def add(instance: Any) -> None:
+        trainer = "Trainer" in type(instance).__name__  # ultralytics' own test: only trainers log experiments
+        for name, found in chosen.items():
+            if name == "analytics" or trainer:
+                for event, fn in found.items():
+                    if fn not in instance.callbacks[event]:
+                        instance.callbacks[event].append(fn)
+
+    original = package.add_integration_callbacks
+    package.add_integration_callbacks = add
+    try:
+        yield
+    finally:
+        package.add_integration_callbacks = original
 
 
 def read_checkpoint(path: Any, what: str) -> dict[str, Any]:
@@ -99,7 +155,7 @@ def build(recipe: Recipe, data: Any, weights: str | None = None) -> YoloDetector
     spec = built.spec
     classes = list(data.classes)
     model = built.module  # nc=80, the layout of the COCO checkpoints (with or without their weights)
-    lines = resize_classes(model, classes, list(COCO80) if built.report is not None else None,
+    lines = resize_classes(model, classes, list(coco_names()) if built.report is not None else None,
                            data.options.class_map)
     if built.report is not None:
         built.report.reshaped.extend(lines)
@@ -136,7 +192,7 @@ def train(recipe: Recipe, det: YoloDetector, data: Any, ctx: RunContext) -> Any:
     from ultralytics import YOLO
     from ultralytics.utils import LOGGER
 
-    from tl_core.api import FreezePolicy, TLError, TrainResult, evaluate_outputs, make_policy, resolve_device
+    from tl_core.api import FreezePolicy, TrainResult, evaluate_outputs, make_policy, resolve_device
     from tl_driving.formats import write_yolo
 
     policy = make_policy(recipe)
@@ -210,29 +266,31 @@ def train(recipe: Recipe, det: YoloDetector, data: Any, ctx: RunContext) -> Any:
                       ("on_fit_epoch_end", on_fit_epoch_end)):
         yolo.add_callback(event, fn)
 
-    level = LOGGER.level
-    if ctx.quiet:
-        LOGGER.setLevel(logging.WARNING)
-    try:
-        _fit(yolo, recipe, det, data, ctx, yaml_path, device, state, Trainer)
-    finally:
-        LOGGER.setLevel(level)
-    trainer = yolo.trainer
-    final = (trainer.ema.ema if trainer.ema is not None else trainer.model).float().eval()
-    frozen_now = state["frozen"]
-    for name, p in final.named_parameters():  # as the policy left them, for the report's parameter counts
-        p.requires_grad_(int(name.split(".")[1]) not in frozen_now)
-    drift = [k for k, v in final.state_dict().items() if k.startswith("model.") and
-             int(k.split(".")[1]) in frozen_now and not torch.equal(v, initial[k])]
-    metrics = {}
-    for split, dataset in splits.items():
-        outputs, targets = predict(final, det.cfg, dataset, det.size, device)
-        metrics[split] = evaluate_outputs(recipe.task, outputs, targets, det.classes, recipe.data.options)
+    with integrations(yolo_options(recipe).integrations, ctx.log):  # none unless the recipe asks
+        level = LOGGER.level
+        if ctx.quiet:
+            LOGGER.setLevel(logging.WARNING)
+        try:
+            _fit(yolo, recipe, det, data, ctx, yaml_path, device, state, Trainer)
+        finally:
+            LOGGER.setLevel(level)
+        trainer = yolo.trainer
+        final = (trainer.ema.ema if trainer.ema is not None else trainer.model).float().eval()
+        frozen_now = state["frozen"]
+        for name, p in final.named_parameters():  # as the policy left them, for the report's parameter counts
+            p.requires_grad_(int(name.split(".")[1]) not in frozen_now)
+        drift = [k for k, v in final.state_dict().items() if k.startswith("model.") and
+                 int(k.split(".")[1]) in frozen_now and not torch.equal(v, initial[k])]
+        metrics = {}
+        for split, dataset in splits.items():
+            outputs, targets = predict(final, det.cfg, dataset, det.size, device)
+            metrics[split] = evaluate_outputs(recipe.task, outputs, targets, det.classes, recipe.data.options)
     det.model = final
     return TrainResult(
         model=final, history=history, metrics=metrics, best_epoch=len(history), metric="map_50",
         seconds=time.perf_counter() - state["start"],
         info={"trainer": "ultralytics", "frozen_layers": frozen_now, "frozen_layers_changed": drift,
+              "integrations": list(yolo_options(recipe).integrations),
               "feature_cache": {"used": False, "reason": "ultralytics trains on augmented whole images"},
               "preprocessing": {"size": det.size}},
     )

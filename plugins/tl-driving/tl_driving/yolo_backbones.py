@@ -4,22 +4,30 @@ Training them is :mod:`tl_driving.yolo`'s job."""
 
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
+from pathlib import Path
 from typing import Any
 
-from tl_core.api import BackboneSpec, InputSpec, LayerGroup, WeightsEntry
+from tl_core.api import BackboneSpec, InputSpec, LayerGroup, WeightsEntry, WeightsError, read_yaml
 
 ASSETS = "https://github.com/ultralytics/assets/releases/download/v8.3.0/"
 # model -> (number of backbone layers, number of layers); the same for every scale (n, s, m, l, x)
 LAYOUTS = {"yolo11": (11, 24), "yolov8": (10, 23)}
-COCO80 = (
-    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign parking_meter "
-    "bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie suitcase frisbee "
-    "skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard tennis_racket bottle "
-    "wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot hot_dog pizza donut cake "
-    "chair couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard cell_phone microwave oven "
-    "toaster sink refrigerator book clock vase scissors teddy_bear hair_drier toothbrush"
-).replace("_", " ").split()
+
+
+@lru_cache(maxsize=1)
+def coco_names() -> tuple[str, ...]:
+    """The 80 class names of ultralytics' COCO checkpoints, in the order of their Detect rows: the ``names`` of
+    ultralytics' own ``cfg/datasets/coco.yaml``, read from the installed package (without importing it)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("ultralytics")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    path = Path(folders[0] if folders else ".") / "cfg" / "datasets" / "coco.yaml"
+    names = (read_yaml(path, error=WeightsError) or {}).get("names") if path.is_file() else None
+    if not isinstance(names, dict) or sorted(names) != list(range(80)):
+        raise WeightsError(f"{path}: ultralytics' COCO class list (80 names) was not found; reinstall ultralytics")
+    return tuple(str(names[i]) for i in range(80))
 
 
 def layer_groups(family: str) -> tuple[LayerGroup, ...]:

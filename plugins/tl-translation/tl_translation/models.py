@@ -26,8 +26,9 @@ Backbones (``backbone.name``):
 checked first (:func:`check_folder`) and loaded from safetensors only: a folder holding its weights as a pickle
 (``pytorch_model.bin``) is refused, never unpickled.
 
-The head's generation settings are written into the model's ``generation_config`` (:func:`tl_translation.generation.set_generation_config`),
-so ``RUN/model`` generates with them when a transformers user calls ``generate()`` without arguments.
+The head's generation settings are written into the model's ``generation_config``
+(:func:`tl_translation.generation.set_generation_config`), so ``RUN/model`` generates with them when a
+transformers user calls ``generate()`` without arguments.
 
 Layer groups, in this order, for every built model (found by parameter name, so any checkpoint's depth works):
 ``embeddings`` (token and position embeddings; a tied output layer goes with them), ``encoder``, ``decoder``
