@@ -93,7 +93,8 @@ def read_text(path: Path | str, what: str | None = None, error: type[TLError] = 
 
 
 def parse_json(text: str, what: str, error: type[TLError] = DataError) -> Any:
-    """``text`` parsed as JSON; invalid JSON, or JSON nested too deep to parse, is one ``error`` line."""
+    """``text`` parsed as JSON; invalid JSON, or JSON nested too deep to parse, is one ``error`` line that names the
+    place (a caller that knows what the file is for adds how to fix it)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -342,7 +342,7 @@ def load_run_state(module: torch.nn.Module, path: Path, state: dict[str, torch.T
     try:
         module.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise RunError(f"{path} does not fit the model of the run's recipe ({_first_line(exc)}); it was changed or "
+        raise RunError(f"{path} does not fit the model of the run's recipe ({_mismatch(exc)}); it was changed or "
                        "belongs to another run: restore it, or train again with tl run") from None
 
 
@@ -362,6 +362,15 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise RunError(f"--resume: {path} is not a tl checkpoint (it lacks epoch, model, optimizer or history); "
                        "start the run again without --resume")
     return obj
+
+
+def _mismatch(exc: BaseException) -> str:
+    """The first informative line of a ``load_state_dict`` error (its first line only says "Error(s) in loading
+    state_dict for X:"): a size mismatch, missing keys or unexpected keys."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = next((line for line in lines[1:] if line.startswith(("size mismatch", "Missing key", "Unexpected key"))),
+                  lines[0] if lines else type(exc).__name__)
+    return detail[:200]
 
 
 def _first_line(exc: BaseException) -> str:
