@@ -244,13 +244,20 @@ def test_tl_evaluate_with_a_truncated_model_file(cli, tiny_plugin, run_copy, ima
 
 
 def test_tl_evaluate_with_a_model_file_of_another_model(cli, tiny_plugin, run_copy, image_folder):
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
 
-    save_file({"head.weight": torch.zeros(2, 2)}, str(run_copy / "model.safetensors"))
+    state = load_file(str(run_copy / "model.safetensors"))
+    head = next(k for k in state if k.startswith("head") and k.endswith("weight"))
+    state[head] = torch.zeros(5, state[head].shape[1])  # a model of 5 classes, not 3
+    save_file(state, str(run_copy / "model.safetensors"))
     before = snapshot(run_copy)
     assert_refused(cli("evaluate", run_copy, "--data", image_folder),
-                   r"model.safetensors does not fit the model of the run's recipe \(size mismatch for head.weight.*"
-                   r"belongs to another run", run_copy, before)
+                   rf"model.safetensors does not fit the model of the run's recipe \({head} is 5x16 where the model "
+                   r"has 3x16\); it was changed or belongs to another run", run_copy, before)
+    save_file({"w": torch.zeros(1)}, str(run_copy / "model.safetensors"))
+    assert_refused(cli("evaluate", run_copy, "--data", image_folder),
+                   r"recipe \(20 of its 20 tensors missing \(first backbone.features.0.0.weight\); 1 it does not have "
+                   r"\(first w\)\)", run_copy, snapshot(run_copy))
 
 
 def test_tl_evaluate_with_a_report_that_is_not_json(cli, tiny_plugin, run_copy, image_folder):

@@ -342,7 +342,7 @@ def load_run_state(module: torch.nn.Module, path: Path, state: dict[str, torch.T
     try:
         module.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise RunError(f"{path} does not fit the model of the run's recipe ({_mismatch(exc)}); it was changed or "
+        raise RunError(f"{path} does not fit the model of the run's recipe ({_mismatch(module, state, exc)}); it was changed or "
                        "belongs to another run: restore it, or train again with tl run") from None
 
 
@@ -364,13 +364,24 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return obj
 
 
-def _mismatch(exc: BaseException) -> str:
-    """The first informative line of a ``load_state_dict`` error (its first line only says "Error(s) in loading
-    state_dict for X:"): a size mismatch, missing keys or unexpected keys."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    detail = next((line for line in lines[1:] if line.startswith(("size mismatch", "Missing key", "Unexpected key"))),
-                  lines[0] if lines else type(exc).__name__)
-    return detail[:200]
+def _mismatch(module: torch.nn.Module, state: dict[str, torch.Tensor], exc: BaseException) -> str:
+    """What does not fit, in a few words: the first tensor of another shape, and how many are missing or extra
+    (``load_state_dict``'s own message is one long line per kind)."""
+    own = module.state_dict()
+    shaped = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    parts = []
+    if shaped:
+        k = shaped[0]
+        parts.append(f"{k} is {'x'.join(map(str, state[k].shape)) or 'a scalar'} where the model has "
+                     f"{'x'.join(map(str, own[k].shape)) or 'a scalar'}" + (f", and {len(shaped) - 1} more" if
+                                                                             len(shaped) > 1 else ""))
+    if missing:
+        parts.append(f"{len(missing)} of its {len(own)} tensors missing (first {missing[0]})")
+    if extra:
+        parts.append(f"{len(extra)} it does not have (first {extra[0]})")
+    return "; ".join(parts) or _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -64,6 +64,7 @@ CLIP_TOLERANCE = 1.0  # pixels a box may stick out of the image before the overh
 MIN_INSIDE = 0.5  # the share of a box's area that must be inside the image
 YOLO_SPLITS = ("train", "val", "test")
 _BOX_FIX = "fix or remove the label, or set data.strict: false to skip such labels"
+_LABEL_FIX = "fix or remove the label, or set data.strict: false to leave out the images with such labels"
 _FILE_FIX = "fix or remove it, or set data.strict: false to skip such files"
 _WRITTEN_BY = "# written by tl-driving (tl_driving.formats.write_yolo)\n"
 
@@ -204,6 +205,14 @@ class _Report:
         if count_as:
             self.drop(count_as)
 
+    def corrupt(self, where: str, reason: str, image: Path) -> None:
+        """A label of ``image`` that does not parse: the whole image is left out and named, as ultralytics'
+        ``verify_image_label`` leaves out ("ignoring corrupt image/label") an image whose label file has a malformed
+        line - keeping it with its other boxes would teach the detector that the object is background."""
+        if self.strict:
+            raise DataError(f"{where}: {reason}; {_LABEL_FIX}")
+        self.skipped.append(f"{where}: {reason}; the image {image} is left out")
+
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + n
 
@@ -238,8 +247,8 @@ def _check_box(obj: _Obj, width: int, height: int, report: _Report) -> tuple[flo
     if obj.normalised:
         x1, x2, y1, y2 = x1 * width, x2 * width, y1 * height, y2 * height
     corners = f"({_num(x1)}, {_num(y1)}, {_num(x2)}, {_num(y2)})"
-    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
-        report.problem(obj.where, f"box corners are not finite numbers {corners}", "unparsable")
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):  # a guard: the readers leave out non-finite labels
+        report.problem(obj.where, f"box corners are not finite numbers {corners}", "not finite")
         return None
     if x2 <= x1 or y2 <= y1:
         report.problem(obj.where, f"box of zero or negative size {corners}", "zero size")
@@ -384,14 +393,19 @@ def _find_image(name: str, folders: list[Path]) -> Path | None:
 
 
 def _float(value: Any) -> float:
-    """A JSON or XML value as a float; anything else (a list, null, a bool, an integer too large for a float) is a
-    ValueError. ``inf`` and ``nan`` pass: :func:`_check_box` reports them."""
+    """A JSON or XML value as a finite float; anything else (a list, null, a bool, text that is not a number, an
+    integer too large for a float, ``inf``, ``nan``, ``1e999``) is a ValueError saying what it is."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"not a number: {value!r}")
+        raise ValueError(f"not a number: {_show(value)}")
     try:
-        return float(value)
+        number = float(value)
     except OverflowError:
         raise ValueError(f"not a number a float can hold: {str(value)[:20]}...") from None
+    except ValueError:
+        raise ValueError(f"not a number: {_show(value)}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"not a finite number: {_show(value)}")
+    return number
 
 
 def _number(text: Any) -> float | None:
@@ -570,51 +584,46 @@ def yolo_label_path(image: Path) -> Path:
     return image.with_suffix(".txt")
 
 
-def _yolo_line(line: str, where: str, names: list[str], report: _Report) -> _Obj | None:
+def _yolo_line(line: str, names: list[str]) -> _Obj | str:
+    """One YOLO label line as a box (its ``where`` filled in by the caller), or why it does not parse. As
+    ultralytics' ``verify_image_label`` has it, each of these makes the label file corrupt (and the image is left
+    out): a wrong number of values, a value that is not a finite number, a class id that is not a whole number or
+    not below the number of ``names``, coordinates above 1 (pixels, not fractions of the image size)."""
     parts = line.split()
     if len(parts) != 5 and (len(parts) < 7 or len(parts) % 2 == 0):
-        report.problem(
-            where, f"expected 'class cx cy w h' (or a polygon 'class x1 y1 x2 y2 ...'), found {len(parts)} values",
-            "unparsable",
-        )
-        return None
-    try:
-        values = [float(v) for v in parts]
-    except ValueError:
-        bad = next(v for v in parts if not _is_float(v))
-        report.problem(where, f"not a number: {bad!r}", "unparsable")
-        return None
-    if not math.isfinite(values[0]) or values[0] != int(values[0]):
-        report.problem(where, f"class id {parts[0]!r} is not a whole number", "unparsable")
-        return None
+        return f"expected 'class cx cy w h' (or a polygon 'class x1 y1 x2 y2 ...'), found {len(parts)} values"
+    bad = _bad_number(parts)
+    if bad is not None:
+        return bad
+    values = [float(v) for v in parts]
+    if values[0] != int(values[0]):
+        return f"class id {parts[0]!r} is not a whole number"
     cls = int(values[0])
     if not 0 <= cls < len(names):
-        report.problem(
-            where, f"class id {cls} out of range ({len(names)} names: ids 0..{len(names) - 1})", "unknown class"
-        )
-        return None
+        # ultralytics: "Label class N exceeds dataset class count" - a corrupt label, the image left out
+        return f"class id {cls} out of range ({len(names)} names: ids 0..{len(names) - 1})"
     coords = values[1:]
     if any(v > 1.0 + 1e-3 for v in coords):
-        report.problem(
-            where, f"coordinates not normalised ({' '.join(parts[1:5])}{' ...' if len(parts) > 5 else ''}); YOLO "
-            "labels hold fractions of the image size in [0, 1]", "not normalised",
-        )
-        return None
+        return (f"coordinates not normalised ({' '.join(parts[1:5])}{' ...' if len(parts) > 5 else ''}); YOLO labels "
+                "hold fractions of the image size in [0, 1]")
     if len(coords) == 4:
         cx, cy, w, h = coords
         x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
     else:
         xs, ys = coords[0::2], coords[1::2]
         x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
-    return _Obj(names[cls], x1, y1, x2, y2, where, normalised=True)
+    return _Obj(names[cls], x1, y1, x2, y2, "", normalised=True)
 
 
-def _is_float(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
+def _bad_number(parts: list[str]) -> str | None:
+    """Why the first of ``parts`` (the fields of a text label line) that is not a finite number is not one
+    (``"not a number: 'wide'"``, ``"not a finite number: 'nan'"``), or ``None`` when all are."""
+    for value in parts:
+        try:
+            _float(value)
+        except ValueError as exc:
+            return str(exc)
+    return None
 
 
 def read_yolo(
@@ -639,13 +648,18 @@ def read_yolo(
         lines = _read_text(label, report)
         if lines is None:
             continue
-        objects = []
+        objects: list[_Obj] = []
         for n, line in enumerate(lines, start=1):
-            if line.strip():
-                obj = _yolo_line(line, f"{label}:{n}", src.names, report)
-                if obj is not None:
-                    objects.append(obj)
-        entries.append(_Entry(image, objects, str(label)))
+            if not line.strip():
+                continue
+            obj = _yolo_line(line, src.names)
+            if isinstance(obj, str):
+                report.corrupt(f"{label}:{n}", obj, image)
+                break
+            obj.where = f"{label}:{n}"
+            objects.append(obj)
+        else:
+            entries.append(_Entry(image, objects, str(label)))
     origin = f"{src.origin} ({split})" if src.yaml_file else str(src.origin)
     return _assemble(entries, report, opts, _fixed(classes, opts), origin, order=src.names)
 
