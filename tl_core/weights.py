@@ -342,8 +342,8 @@ def load_run_state(module: torch.nn.Module, path: Path, state: dict[str, torch.T
     try:
         module.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise RunError(f"{path} does not fit the model of the run's recipe ({_mismatch(module, state, exc)}); it was changed or "
-                       "belongs to another run: restore it, or train again with tl run") from None
+        raise RunError(f"{path} does not fit the model of the run's recipe ({_mismatch(module, state, exc)}); it was "
+                       "changed or belongs to another run: restore it, or train again with tl run") from None
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
