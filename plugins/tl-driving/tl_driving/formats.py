@@ -717,43 +717,55 @@ def read_coco(
             )
             continue
         images[info["id"]] = _Entry(image, [], where, size)
+    found = bool(images)
     for k, ann in enumerate(data["annotations"]):
+        # An annotation that names no image (not a mapping, an image_id of the wrong type or not in 'images') is
+        # skipped and named by itself: there is no image to leave out. One that does name an image but does not
+        # parse leaves that image out, every annotation of it (as ultralytics leaves out an image whose label file
+        # has a corrupt line).
         if not isinstance(ann, dict):
-            report.problem(f"{file} (annotation #{k})", "an annotation must be a mapping", "unparsable")
+            report.problem(f"{file} (annotation #{k})", f"an annotation must be a mapping (got {_show(ann)})",
+                           "unparsable")
             continue
         ann_id = ann.get("id", f"#{k}")
         where = f"{file} (annotation id {ann_id if _is_id(ann_id) else _show(ann_id)})"
-        bad = next((key for key in ("image_id", "category_id") if not _is_id(ann.get(key))), None)
-        if bad is not None:
-            report.problem(where, f"{bad} must be a number or a string (got {_show(ann.get(bad))})", "unparsable")
+        if not _is_id(ann.get("image_id")):
+            report.problem(where, f"image_id must be a number or a string (got {_show(ann.get('image_id'))})",
+                           "unparsable")
             continue
         if ann["image_id"] not in listed:
             report.problem(where, f"image_id {ann['image_id']!r} is not in 'images'", "unparsable")
             continue
-        if ann["image_id"] not in images:
-            continue  # its image was reported
-        if ann.get("iscrowd"):
+        entry = images.get(ann["image_id"])
+        if entry is None:
+            continue  # its image was reported (and left out)
+        if not _is_id(ann.get("category_id")):
+            reason = f"category_id must be a number or a string (got {_show(ann.get('category_id'))})"
+        elif ann.get("iscrowd"):
             report.drop("crowd")
             continue
-        if ann["category_id"] not in categories:
+        elif ann["category_id"] not in categories:
+            # a category the file does not define is a corrupt label, as ultralytics has a class id >= nc
             known = ", ".join(str(c) for c in list(categories)[:12])
-            report.problem(
-                where, f"unknown class: category_id {ann['category_id']!r} is not in 'categories' (ids {known})",
-                "unknown class",
-            )
-            continue
-        bbox = ann.get("bbox")
-        try:
-            if not isinstance(bbox, list) or len(bbox) != 4:
-                raise ValueError
-            x, y, w, h = (_float(v) for v in bbox)
-        except ValueError:
-            report.problem(where, f"bbox must be [x, y, width, height] in pixels (got {_show(bbox)})", "unparsable")
-            continue
-        images[ann["image_id"]].objects.append(_Obj(categories[ann["category_id"]], x, y, x + w, y + h, where))
+            reason = f"unknown class: category_id {ann['category_id']!r} is not in 'categories' (ids {known})"
+        else:
+            bbox = ann.get("bbox")
+            try:
+                if not isinstance(bbox, list) or len(bbox) != 4:
+                    raise ValueError
+                x, y, w, h = (_float(v) for v in bbox)
+                if not math.isfinite(x + w) or not math.isfinite(y + h):
+                    raise ValueError
+            except ValueError:
+                reason = f"bbox must be [x, y, width, height] in pixels (got {_show(bbox)})"
+            else:
+                entry.objects.append(_Obj(categories[ann["category_id"]], x, y, x + w, y + h, where))
+                continue
+        report.corrupt(where, reason, entry.image)
+        del images[ann["image_id"]]
     return _assemble(
         list(images.values()), report, opts, _fixed(classes, opts), str(file),
-        hint="set data.options.images to the folder holding the images" if not images else "",
+        hint="set data.options.images to the folder holding the images" if not found else "",
     )
 
 
