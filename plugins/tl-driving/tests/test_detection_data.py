@@ -187,8 +187,25 @@ def test_skipped_lines_of_every_split_are_collected(tmp_path: Path, drv_yolo_val
     (root / "labels" / "val" / "scene_0007.txt").write_text("0 0.5 0.5 0.2\n")
     data = load_detection(config(root / "data.yaml"), 0, read_yolo)
     assert data.skipped == [f"{root / 'labels' / 'val' / 'scene_0007.txt'}:1: expected 'class cx cy w h' (or a "
-                            "polygon 'class x1 y1 x2 y2 ...'), found 4 values"]
-    assert data.dropped == {"unparsable": 1}
+                            f"polygon 'class x1 y1 x2 y2 ...'), found 4 values; the image "
+                            f"{root / 'images' / 'val' / 'scene_0007.jpg'} is left out"]
+    assert data.dropped == {} and [s.image.name for s in data.val.samples] == ["scene_0008.jpg", "scene_0009.jpg"]
+
+
+def test_the_report_names_every_skipped_item(tmp_path: Path, drv_write_image):
+    """report.json's data.skipped lists all of them (issue 12), not the first 100; skipped_total counts them."""
+    root = tmp_path / "many"
+    for n in range(130):
+        drv_write_image(root / "images" / f"{n:03d}.png", 16, 16)
+        (root / "labels").mkdir(exist_ok=True)
+        (root / "labels" / f"{n:03d}.txt").write_text("0 0.5 0.5 0.5 0.5\n" if n < 10 else "0 0.5 0.5 0.5 tall\n")
+    (root / "classes.txt").write_text("car\n")
+    data = load_detection(config(root, val_fraction=0.0), 0, read_yolo)
+    summary = json.loads(json.dumps(data.summary()))
+    assert summary["skipped_total"] == 120 and summary["skipped"] == data.skipped and len(summary["skipped"]) == 120
+    assert summary["skipped"][-1] == f"{root / 'labels' / '129.txt'}:1: not a number: 'tall'; the image " \
+                                     f"{root / 'images' / '129.png'} is left out"
+    assert len(data.train) == 10
 
 
 # ---------------------------------------------------------------- write_yolo

@@ -1,5 +1,6 @@
 """The five label readers: a hand-written, real-looking sample of each read back to exact boxes; the synthetic scenes
-read alike in every format; and bad input - reported with file and line and skipped, or a DataError when strict."""
+read alike in every format; and bad input - reported with file and line and skipped (a label that does not parse:
+its whole image; a box of no size or outside the image: that box), or a DataError when strict."""
 
 from __future__ import annotations
 
@@ -224,10 +225,12 @@ def test_voc_bad_xml_and_bad_objects_are_named_with_their_line(tmp_path: Path, d
     xml = root / "Annotations" / "2008_000008.xml"
     xml.write_text(xml.read_text().replace("<xmin>37</xmin>", "<xmin>left</xmin>"))
     ds = read_voc(root)
-    assert ds.skipped[0].startswith(f"{xml}:15: object 'car': <bndbox> needs numbers")
+    assert ds.skipped[0] == (f"{xml}:15: object 'car': <bndbox> needs numbers xmin, ymin, xmax, ymax (<xmin> is not "
+                             f"a number: 'left'); the image {root / 'JPEGImages' / '2008_000008.jpg'} is left out")
     assert ds.skipped[1] == f"{root / 'Annotations' / '2008_000019.xml'}:3: not valid XML (mismatched tag)"
-    assert ds.dropped == {"unparsable": 1}
-    assert len(ds) == 2 and ds.unlabelled == 0  # the image of the broken XML is skipped, not background
+    assert ds.dropped == {}
+    # the image of the bad object is left out whole, that of the broken XML is skipped (neither is background)
+    assert list(boxes(ds)) == ["2008_000015.jpg"] and ds.unlabelled == 0
     with pytest.raises(DataError, match=r"2008_000008\.xml:15: object 'car'.*data\.strict: false"):
         read_voc(root, strict=True)
 
@@ -374,41 +377,53 @@ def test_yolo_classes_follow_names_through_the_class_map(tmp_path: Path, drv_wri
 # ---------------------------------------------------------------- bad input: reported with file and line
 
 
-def test_unparsable_yolo_lines_are_skipped_with_file_and_line(tmp_path: Path, drv_write_image):
+def test_unparsable_yolo_lines_leave_their_image_out_named_with_file_and_line(tmp_path: Path, drv_write_image):
     data = write_yolo_sample(tmp_path / "drive", drv_write_image)
-    label = tmp_path / "drive" / "labels" / "train" / "a.txt"
-    label.write_text("0 0.5 0.5 0.25 0.5\n0 0.5 0.5 0.25\n\nx 0.1 0.1 0.1 0.1\n1.5 0.1 0.1 0.1 0.1\n")
+    labels, images = tmp_path / "drive" / "labels" / "train", tmp_path / "drive" / "images" / "train"
+    (labels / "a.txt").write_text("0 0.5 0.5 0.25 0.5\n0 0.5 0.5 0.25\n\nx 0.1 0.1 0.1 0.1\n")
+    (labels / "b.txt").write_text("0 0.5 0.5 0.25 0.5\n\n1.5 0.1 0.1 0.1 0.1\n")
+    (labels / "c.txt").write_text("0 0.5 0.5 0.25 0.5\n1 0.5 nan 0.1 0.1\n")
+    drv_write_image(images / "e.jpg")
+    (labels / "e.txt").write_text("0 0.5 0.5 0.25 0.5\n")
     ds = read_yolo(data)
-    assert ds.skipped == [
-        f"{label}:2: expected 'class cx cy w h' (or a polygon 'class x1 y1 x2 y2 ...'), found 4 values",
-        f"{label}:4: not a number: 'x'",
-        f"{label}:5: class id '1.5' is not a whole number",
+    assert boxes(ds) == {"e.jpg": [("car", 36.0, 16.0, 60.0, 48.0)]}
+    assert ds.skipped == [  # the first bad line of each image names it; the others are not read
+        f"{labels / 'a.txt'}:2: expected 'class cx cy w h' (or a polygon 'class x1 y1 x2 y2 ...'), found 4 values; "
+        f"the image {images / 'a.jpg'} is left out",
+        f"{labels / 'b.txt'}:3: class id '1.5' is not a whole number; the image {images / 'b.jpg'} is left out",
+        f"{labels / 'c.txt'}:2: not a finite number: 'nan'; the image {images / 'c.jpg'} is left out",
     ]
-    assert ds.dropped == {"unparsable": 3}
-    assert boxes(ds)["a.jpg"] == [("car", 36.0, 16.0, 60.0, 48.0)]
+    assert ds.dropped == {}
+    (labels / "c.txt").write_text("x 0.1 0.1 0.1 0.1\n")
+    assert read_yolo(data).skipped[-1] == f"{labels / 'c.txt'}:1: not a number: 'x'; the image {images / 'c.jpg'} is " \
+                                          "left out"
     with pytest.raises(DataError, match=r"a\.txt:2: expected 'class cx cy w h'.*; fix or remove the label, or set "
-                                        r"data\.strict: false"):
+                                        r"data\.strict: false to leave out the images with such labels$"):
         read_yolo(data, strict=True)
 
 
 def test_yolo_class_id_out_of_range(tmp_path: Path, drv_write_image):
     data = write_yolo_sample(tmp_path / "drive", drv_write_image)
     label = tmp_path / "drive" / "labels" / "train" / "b.txt"
-    label.write_text("7 0.5 0.5 0.25 0.5\n0 0.5 0.5 0.25 0.5\n")
+    label.write_text("0 0.5 0.5 0.25 0.5\n7 0.5 0.5 0.25 0.5\n")
     ds = read_yolo(data)
-    assert ds.skipped == [f"{label}:1: class id 7 out of range (3 names: ids 0..2)"]
-    assert ds.dropped == {"unknown class": 1}
-    with pytest.raises(DataError, match=r"b\.txt:1: class id 7 out of range \(3 names"):
+    # ultralytics: "Label class 7 exceeds dataset class count 3" - a corrupt label file, the image left out
+    image = tmp_path / "drive" / "images" / "train" / "b.jpg"
+    assert ds.skipped == [f"{label}:2: class id 7 out of range (3 names: ids 0..2); the image {image} is left out"]
+    assert ds.dropped == {} and "b.jpg" not in boxes(ds)
+    with pytest.raises(DataError, match=r"b\.txt:2: class id 7 out of range \(3 names"):
         read_yolo(data, strict=True)
 
 
 def test_yolo_pixel_coordinates_are_not_normalised(tmp_path: Path, drv_write_image):
     data = write_yolo_sample(tmp_path / "drive", drv_write_image)
     label = tmp_path / "drive" / "labels" / "train" / "b.txt"
-    label.write_text("0 48 32 24 32\n")
+    label.write_text("0 0.5 0.5 0.25 0.5\n0 48 32 24 32\n")
     ds = read_yolo(data)
-    assert ds.skipped == [f"{label}:1: coordinates not normalised (48 32 24 32); YOLO labels hold fractions of the "
-                          "image size in [0, 1]"]
+    image = tmp_path / "drive" / "images" / "train" / "b.jpg"  # out, as ultralytics has it ("non-normalized")
+    assert ds.skipped == [f"{label}:2: coordinates not normalised (48 32 24 32); YOLO labels hold fractions of the "
+                          f"image size in [0, 1]; the image {image} is left out"]
+    assert "b.jpg" not in boxes(ds)
 
 
 def test_boxes_outside_the_image_or_without_size_are_reported_and_dropped(tmp_path: Path, drv_write_image):
@@ -421,18 +436,15 @@ def test_boxes_outside_the_image_or_without_size_are_reported_and_dropped(tmp_pa
         "Car 0.00 0 -1.58 30.00 40.00 50.00 10.00 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59\n"  # negative height
         "Car 0.00 0 -1.58 -0.50 0.00 20.00 64.80 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59\n"  # rounding: clipped
         "Car 0.00 0 -1.58 70.00 0.00 106.00 30.00 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59\n"  # 10 px out: clipped
-        "Car 0.00 0 -1.58 1.00 2.00 3.00\n"  # too few values
     )
     ds = read_kitti(root)
-    assert ds.skipped == [
-        f"{label}:7: expected 15 values (type truncated occluded alpha x1 y1 x2 y2 h w l x y z ry) and an optional "
-        "score, found 7",
+    assert ds.skipped == [  # each box alone: the image is kept with the others
         f"{label}:1: box outside the image (200, 10, 260, 40) in 96x64",
         f"{label}:2: box outside the image (80, 10, 130, 40) in 96x64",
         f"{label}:3: box of zero or negative size (30, 10, 30, 40)",
         f"{label}:4: box of zero or negative size (30, 40, 50, 10)",
     ]
-    assert ds.dropped == {"unparsable": 1, "outside image": 2, "zero size": 2, "DontCare": 1}
+    assert ds.dropped == {"outside image": 2, "zero size": 2, "DontCare": 1}
     assert boxes(ds)["000002.png"] == [("Car", 0.0, 0.0, 20.0, 64.0), ("Car", 70.0, 0.0, 96.0, 30.0)]
     assert ds.clipped == 1
     label.write_text("Car 0.00 0 -1.58 200.00 10.00 260.00 40.00 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59\n")
@@ -443,24 +455,150 @@ def test_boxes_outside_the_image_or_without_size_are_reported_and_dropped(tmp_pa
         read_kitti(root, strict=True)
 
 
-def test_coco_unknown_category_and_bad_bbox_are_reported(tmp_path: Path, drv_write_image):
+def test_coco_unknown_category_and_bad_bbox_leave_their_image_out(tmp_path: Path, drv_write_image):
     file = write_coco_sample(tmp_path / "coco", drv_write_image)
     data = json.loads(file.read_text())
     data["annotations"] += [
         {"id": 5, "image_id": 632, "category_id": 99, "bbox": [1, 1, 5, 5], "iscrowd": 0},
-        {"id": 6, "image_id": 632, "category_id": 3, "bbox": [1, 1, 5], "iscrowd": 0},
+        {"id": 6, "image_id": 139, "category_id": 3, "bbox": [1, 1, 5], "iscrowd": 0},
         {"id": 7, "image_id": 777, "category_id": 3, "bbox": [1, 1, 5, 5], "iscrowd": 0},
+        {"id": 8, "image_id": 632, "category_id": 3, "bbox": [1, 1], "iscrowd": 0},  # its image is already out
+        [1, 2, 3],
+    ]
+    file.write_text(json.dumps(data))
+    ds = read_coco(file)
+    images = tmp_path / "coco" / "images"
+    assert ds.skipped == [
+        # a category the file does not define: the image out, as ultralytics has a class id >= nc
+        f"{file} (annotation id 5): unknown class: category_id 99 is not in 'categories' (ids 1, 3, 10); the image "
+        f"{images / '000000000632.jpg'} is left out",
+        f"{file} (annotation id 6): bbox must be [x, y, width, height] in pixels (got [1, 1, 5]); the image "
+        f"{images / '000000000139.jpg'} is left out",
+        f"{file} (annotation id 7): image_id 777 is not in 'images'",  # no image to leave out: named alone
+        f"{file} (annotation #8): an annotation must be a mapping (got [1, 2, 3])",
+    ]
+    assert list(boxes(ds)) == ["000000000285.jpg"] and ds.dropped == {"crowd": 1, "unparsable": 2}
+    with pytest.raises(DataError, match=r"\(annotation id 5\): unknown class: category_id 99"):
+        read_coco(file, strict=True)
+
+
+# ---------------------------------------------------------------- one label that does not parse: its image left out
+# As ultralytics' verify_image_label does ("ignoring corrupt image/label"): keeping the image with its other boxes
+# would teach the detector that the object of the bad label is background. A box of zero size is a geometric problem
+# of a well-formed label: that box alone is dropped and its image keeps its other boxes.
+
+
+def test_yolo_an_unparsable_line_leaves_its_image_out_a_zero_size_box_only_itself(tmp_path: Path, drv_write_image):
+    data = write_yolo_sample(tmp_path / "drive", drv_write_image)
+    labels, images = tmp_path / "drive" / "labels" / "train", tmp_path / "drive" / "images" / "train"
+    (labels / "a.txt").write_text("0 0.5 0.5 0.25 0.5\n1 0.5 0.5 wide 0.25\n")  # a good car, a bad person
+    (labels / "b.txt").write_text("2 0.875 0.25 0.0625 0.25\n0 0.5 0.5 0 0.25\n")  # a good light, a zero-size car
+    ds = read_yolo(data)
+    assert ds.skipped == [
+        f"{labels / 'a.txt'}:2: not a number: 'wide'; the image {images / 'a.jpg'} is left out",
+        f"{labels / 'b.txt'}:2: box of zero or negative size (48, 24, 48, 40)",
+    ]
+    assert boxes(ds) == {"b.jpg": [("traffic light", 81.0, 8.0, 87.0, 24.0)], "c.jpg": []}
+    assert ds.dropped == {"zero size": 1}
+    with pytest.raises(DataError, match=r"a\.txt:2: not a number: 'wide'; fix or remove the label, or set "
+                                        r"data\.strict: false to leave out the images with such labels"):
+        read_yolo(data, strict=True)
+
+
+def test_coco_an_unparsable_annotation_leaves_its_image_out_a_zero_size_box_only_itself(tmp_path: Path,
+                                                                                        drv_write_image):
+    file = write_coco_sample(tmp_path / "coco", drv_write_image)
+    data = json.loads(file.read_text())
+    data["annotations"] += [
+        {"id": 5, "image_id": 139, "category_id": [3], "bbox": [1, 1, 5, 5], "iscrowd": 0},  # 139 also has 2 good
+        {"id": 6, "image_id": 285, "category_id": 3, "bbox": [10, 10, 0, 5], "iscrowd": 0},  # zero width
     ]
     file.write_text(json.dumps(data))
     ds = read_coco(file)
     assert ds.skipped == [
-        f"{file} (annotation id 5): unknown class: category_id 99 is not in 'categories' (ids 1, 3, 10)",
-        f"{file} (annotation id 6): bbox must be [x, y, width, height] in pixels (got [1, 1, 5])",
-        f"{file} (annotation id 7): image_id 777 is not in 'images'",
+        f"{file} (annotation id 5): category_id must be a number or a string (got [3]); the image "
+        f"{tmp_path / 'coco' / 'images' / '000000000139.jpg'} is left out",
+        f"{file} (annotation id 6): box of zero or negative size (10, 10, 10, 15)",
     ]
-    assert ds.dropped == {"crowd": 1, "unknown class": 1, "unparsable": 2}
-    with pytest.raises(DataError, match=r"\(annotation id 5\): unknown class: category_id 99"):
+    assert boxes(ds) == {"000000000285.jpg": [("traffic light", 81.0, 8.0, 87.0, 24.0)], "000000000632.jpg": []}
+    assert ds.dropped == {"crowd": 1, "zero size": 1}
+    with pytest.raises(DataError, match=r"\(annotation id 5\): category_id must be a number or a string \(got \[3\]\); "
+                                        r"fix or remove the label, or set data\.strict: false to leave out"):
         read_coco(file, strict=True)
+
+
+def test_voc_an_unparsable_object_leaves_its_image_out_a_zero_size_box_only_itself(tmp_path: Path,
+                                                                                   drv_write_image):
+    root = write_voc_sample(tmp_path / "VOC2012", drv_write_image)
+
+    def obj(xmin: str, xmax: str) -> str:
+        return (f"\t<object>\n\t\t<name>car</name>\n\t\t<bndbox>\n\t\t\t<xmin>{xmin}</xmin>\n\t\t\t<ymin>5</ymin>\n"
+                f"\t\t\t<xmax>{xmax}</xmax>\n\t\t\t<ymax>20</ymax>\n\t\t</bndbox>\n\t</object>\n")
+
+    first, second = root / "Annotations" / "2008_000008.xml", root / "Annotations" / "2008_000015.xml"
+    # a car beside two good objects: xmax 'inf' (does not parse); xmin 6, xmax 5: (5, 4, 5, 20), of zero width
+    first.write_text(first.read_text().replace("</annotation>", obj("5", "inf") + "</annotation>"))
+    second.write_text(second.read_text().replace("</annotation>", obj("6", "5") + "</annotation>"))
+    ds = read_voc(root)
+    line, other = (len(f.read_text().splitlines()) - 9 for f in (first, second))  # the added <object> lines
+    assert ds.skipped == [
+        f"{first}:{line}: object 'car': <bndbox> needs numbers xmin, ymin, xmax, ymax (<xmax> is not a finite number: "
+        f"'inf'); the image {root / 'JPEGImages' / '2008_000008.jpg'} is left out",
+        f"{second}:{other}: box of zero or negative size (5, 4, 5, 20)",
+    ]
+    assert boxes(ds) == {
+        "2008_000015.jpg": [("bus", 0.0, 0.0, 40.0, 30.0), ("person", 69.0, 29.0, 75.0, 44.0)],
+        "2008_000019.jpg": [],
+    }
+    assert ds.dropped == {"zero size": 1}
+    with pytest.raises(DataError, match=rf"2008_000008\.xml:{line}: object 'car': .*'inf'\); fix or remove the label"):
+        read_voc(root, strict=True)
+
+
+def test_kitti_an_unparsable_line_leaves_its_image_out_a_zero_size_box_only_itself(tmp_path: Path, drv_write_image):
+    root = write_kitti_sample(tmp_path / "training", drv_write_image)
+    first, second = root / "label_2" / "000000.txt", root / "label_2" / "000001.txt"
+    car = "Car 0.00 0 -1.58 {} 10.00 {} 40.00 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59\n"
+    first.write_text(first.read_text() + car.format("50.00", "nan"))  # x2 nan, beside a good car and pedestrian
+    second.write_text(second.read_text() + car.format("30.00", "30.00"))  # zero width, beside a truck and cyclist
+    ds = read_kitti(root)
+    assert ds.skipped == [
+        f"{first}:3: not a finite number: 'nan'; the image {root / 'image_2' / '000000.png'} is left out",
+        f"{second}:4: box of zero or negative size (30, 10, 30, 40)",
+    ]
+    assert boxes(ds) == {
+        "000001.png": [("Cyclist", 80.12, 30.0, 95.5, 52.75), ("Truck", 6.0, 20.5, 42.0, 48.0)],
+        "000002.png": [],
+    }
+    assert ds.dropped == {"zero size": 1, "DontCare": 2}
+    first.write_text("Car 0.00 0 -1.58 36.00 16.00 60.00 48.00 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59\n"
+                     "Car 0.00 0 -1.58 1.00 2.00 3.00\n")
+    assert read_kitti(root).skipped[0] == (
+        f"{first}:2: expected 15 values (type truncated occluded alpha x1 y1 x2 y2 h w l x y z ry) and an optional "
+        f"score, found 7; the image {root / 'image_2' / '000000.png'} is left out")
+    with pytest.raises(DataError, match=r"000000\.txt:2: expected 15 values .*; fix or remove the label"):
+        read_kitti(root, strict=True)
+
+
+def test_bdd100k_an_unparsable_label_leaves_its_frame_out_a_zero_size_box_only_itself(tmp_path: Path,
+                                                                                      drv_write_image):
+    file = write_bdd_sample(tmp_path / "bdd", drv_write_image)
+    frames = json.loads(file.read_text())
+    frames[0]["labels"].append("car")  # a label that is not a mapping, beside a good car and pedestrian
+    frames[1]["labels"].append({"id": "5", "category": "car", "box2d": {"x1": 10, "y1": 10, "x2": 9, "y2": 20}})
+    file.write_text(json.dumps(frames))
+    ds = read_bdd100k(file)
+    images = tmp_path / "bdd" / "images"
+    assert ds.skipped == [
+        f"{file} (frame 'b1c66a42-6f7d68ca.jpg', label #3): a label must be a mapping (got 'car'); the image "
+        f"{images / 'b1c66a42-6f7d68ca.jpg'} is left out",
+        f"{file} (frame 'b1c81faa-3df17267.jpg', label 5): box of zero or negative size (10, 10, 10, 21)",
+    ]
+    assert boxes(ds) == {"b1c81faa-3df17267.jpg": [("traffic light", 81.25, 8.0, 87.5, 24.0)],
+                         "b1ca2e5d-84cf9134.jpg": []}
+    assert ds.dropped == {"zero size": 1}
+    with pytest.raises(DataError, match=r"label #3\): a label must be a mapping \(got 'car'\); fix or remove"):
+        read_bdd100k(file, strict=True)
 
 
 def test_a_declared_size_that_differs_from_the_image_skips_it(tmp_path: Path, drv_write_image):
@@ -578,8 +716,10 @@ def test_bdd100k_bad_labels_are_named_by_frame_and_label(tmp_path: Path, drv_wri
     frames.append({"name": "missing.jpg", "labels": []})
     file.write_text(json.dumps(frames))
     ds = read_bdd100k(file)
+    image = tmp_path / "bdd" / "images" / "b1c81faa-3df17267.jpg"
     assert ds.skipped[0] == (f"{file} (frame 'b1c81faa-3df17267.jpg', label 7): box2d needs numbers x1, y1, x2, y2 "
-                             "(got {'x1': 3, 'y1': 'top', 'x2': 9, 'y2': 9})")
+                             f"(got {{'x1': 3, 'y1': 'top', 'x2': 9, 'y2': 9}}); the image {image} is left out")
+    assert "b1c81faa-3df17267.jpg" not in boxes(ds)
     assert ds.skipped[1].startswith(f"{file} (frame 'missing.jpg'): image missing.jpg not found in ")
     with pytest.raises(DataError, match=r"label 7\): box2d needs numbers"):
         read_bdd100k(file, strict=True)

@@ -4,7 +4,8 @@ that names the problem and the fix (exit code 2, no traceback, ``--out`` untouch
 field's own libraries repair it.
 
 Every refused ``tl run`` case fails while reading the data, before any model is built. One tiny YOLO run (one epoch
-at 64 pixels, shared by the module) carries the cases that need a finished run: a label line skipped and named,
+at 64 pixels, shared by the module) carries the cases that need a finished run: a bad label line's image left
+out and named,
 no ultralytics integration called, and ``tl evaluate`` / ``tl export`` on tampered model files.
 """
 
@@ -94,14 +95,17 @@ def test_a_voc_split_list_that_is_not_utf8_is_refused(tl_cli, drv_scenes, drv_co
 
 
 # ---------------------------------------------------------------- one bad item: skipped and named (strict: refused)
+# A label that does not parse leaves its whole image out, as ultralytics' verify_image_label does.
 
 
-def test_a_coco_category_id_that_is_a_list_is_skipped_or_refused_when_strict(tl_cli, drv_scenes, drv_copy,
-                                                                           tmp_path):
+def test_a_coco_category_id_that_is_a_list_leaves_its_image_out_or_is_refused_when_strict(tl_cli, drv_scenes,
+                                                                                        drv_copy, tmp_path):
     data = edit_json(coco_copy(drv_scenes, drv_copy), lambda d: d["annotations"][0].update(category_id=[3]))
     ds = read_coco(data)
-    assert ds.skipped == [f"{data} (annotation id 1): category_id must be a number or a string (got [3])"]
-    assert ds.dropped == {"unparsable": 1} and len(ds) == 8
+    image = data.parent / "images" / "scene_0000.jpg"  # annotation 1's image (id 1), which has more boxes
+    assert ds.skipped == [f"{data} (annotation id 1): category_id must be a number or a string (got [3]); the image "
+                          f"{image} is left out"]
+    assert ds.dropped == {} and len(ds) == 7 and image not in {s.image for s in ds.samples}
     assert_refused(tl_cli(*run_args(data, "coco", tmp_path / "run", "data.strict=true")),
                    r"\(annotation id 1\): category_id must be a number or a string \(got \[3\]\); fix or remove the "
                    r"label, or set data\.strict: false", tmp_path / "run")
@@ -122,11 +126,12 @@ def test_coco_ids_sizes_and_numbers_of_the_wrong_type_are_skipped_and_named(drv_
         f"{data} (image id 2): width and height must be whole numbers of pixels (got 'wide' x 96)",
     ]
     assert any("image_id must be a number or a string (got {'id': 8})" in s for s in ds.skipped)
-    assert any("bbox must be [x, y, width, height] in pixels (got [1000000" in s for s in ds.skipped)
-    assert len(ds) == 6  # the two bad images are out, the other six read
+    assert any("bbox must be [x, y, width, height] in pixels (got [1000000" in s
+               and s.endswith(f"the image {data.parent / 'images' / 'scene_0007.jpg'} is left out") for s in ds.skipped)
+    assert len(ds) == 5  # the two bad images and the one with the bad bbox are out, the other five read
 
 
-def test_inf_and_nan_in_a_voc_xml_are_skipped_and_named(drv_scenes, drv_copy):
+def test_inf_and_nan_in_a_voc_xml_leave_their_images_out_named(drv_scenes, drv_copy):
     voc = drv_copy(drv_scenes("voc"))
     xml = voc / "Annotations" / "scene_0000.xml"
     text = xml.read_text()
@@ -140,9 +145,11 @@ def test_inf_and_nan_in_a_voc_xml_are_skipped_and_named(drv_scenes, drv_copy):
     other.write_text(second[:at] + "<ymax>nan</ymax>" + second[second.index("</ymax>", at) + 7:])
     ds = read_voc(voc)
     assert len(ds.skipped) == 2
-    assert ds.skipped[0].startswith(f"{xml}:") and "box corners are not finite numbers (inf, " in ds.skipped[0]
-    assert ds.skipped[1].startswith(f"{other}:") and "box corners are not finite numbers (" in ds.skipped[1]
-    assert ds.skipped[1].endswith(", nan)") and len(ds) == 8
+    assert ds.skipped[0].startswith(f"{xml}:") and "(<xmin> is not a finite number: 'inf'); the image " \
+        f"{voc / 'JPEGImages' / 'scene_0000.jpg'} is left out" in ds.skipped[0]
+    assert ds.skipped[1].startswith(f"{other}:") and ds.skipped[1].endswith(
+        f"(<ymax> is not a finite number: 'nan'); the image {voc / 'JPEGImages' / 'scene_0001.jpg'} is left out")
+    assert len(ds) == 6
 
 
 def test_a_yolo_label_file_that_is_not_utf8_is_skipped_and_one_with_a_bom_is_read(drv_scenes, drv_copy):
@@ -157,35 +164,41 @@ def test_a_yolo_label_file_that_is_not_utf8_is_skipped_and_one_with_a_bom_is_rea
     assert {s.image.name for s in ds.samples if s.boxes} >= {"scene_0001.jpg"}
 
 
-def test_a_kitti_line_with_nan_is_skipped_and_a_byte_order_mark_is_not_part_of_a_class(drv_scenes, drv_copy):
+def test_a_kitti_line_with_nan_leaves_its_image_out_and_a_byte_order_mark_is_not_part_of_a_class(drv_scenes,
+                                                                                                 drv_copy):
     kitti = drv_copy(drv_scenes("kitti"))
     label = kitti / "label_2" / "000000.txt"
     lines = label.read_text().splitlines()
-    assert lines[0].startswith("DontCare ")
     n = next(i for i, line in enumerate(lines) if not line.startswith("DontCare"))
     parts = lines[n].split()
     parts[6] = "nan"  # x2
     lines[n] = " ".join(parts)
-    label.write_bytes(b"\xef\xbb\xbf" + ("\n".join(lines) + "\n").encode())
+    label.write_text("\n".join(lines) + "\n")
+    bom = kitti / "label_2" / "000001.txt"  # written by a Windows editor
+    bom.write_bytes(b"\xef\xbb\xbf" + bom.read_bytes())
     ds = read_kitti(kitti)
-    assert ds.classes == ["Car", "Misc", "Pedestrian", "Truck"]  # not '\ufeffDontCare'
-    assert ds.dropped["DontCare"] == read_kitti(drv_scenes("kitti")).dropped["DontCare"]
-    x1, y1, y2 = (f"{float(parts[k]):g}" for k in (4, 5, 7))
-    assert ds.skipped == [f"{label}:{n + 1}: box corners are not finite numbers ({x1}, {y1}, nan, {y2})"]
-    assert len(ds) == 8
+    assert not any(c.startswith("\ufeff") for c in ds.classes)  # not '\ufeffDontCare' or '\ufeffCar'
+    # DontCare is counted for the images read: every one but those of the image left out
+    left_out = sum(line.startswith("DontCare") for line in lines)
+    assert ds.dropped["DontCare"] == read_kitti(drv_scenes("kitti")).dropped["DontCare"] - left_out
+    assert ds.skipped == [f"{label}:{n + 1}: not a finite number: 'nan'; the image {kitti / 'image_2' / '000000.png'} "
+                          "is left out"]
+    assert len(ds) == 7
 
 
-def test_bdd100k_labels_of_the_wrong_type_are_skipped_and_named(drv_scenes, drv_copy):
+def test_bdd100k_labels_of_the_wrong_type_leave_their_frames_out_named(drv_scenes, drv_copy):
     data = drv_copy(drv_scenes("bdd100k").parent) / "det_train.json"
     frames = json.loads(data.read_text())
     frames[0]["labels"] = {"category": "car"}
     frames[1]["labels"][0]["box2d"]["x1"] = 10**400
     data.write_text(json.dumps(frames))
     ds = read_bdd100k(data)
+    images = data.parent / "images"
     assert ds.skipped[0] == f"{data} (frame {frames[0]['name']!r}): 'labels' must be a list of labels (got " \
-                            "{'category': 'car'})"
+                            f"{{'category': 'car'}}); the image {images / frames[0]['name']} is left out"
     assert "box2d needs numbers x1, y1, x2, y2" in ds.skipped[1]
-    assert len(ds) == 7
+    assert ds.skipped[1].endswith(f"; the image {images / frames[1]['name']} is left out")
+    assert len(ds) == 6
 
 
 # ---------------------------------------------------------------- data.yaml layouts the field accepts: repaired
@@ -278,14 +291,15 @@ def run_copy(yolo_run, tmp_path):
     return target
 
 
-def test_a_malformed_yolo_label_line_is_skipped_named_in_the_report_and_the_rest_trains(yolo_run):
+def test_a_malformed_yolo_label_line_leaves_its_image_out_named_in_the_report_and_the_rest_trains(yolo_run):
     out, data, _, _ = yolo_run
     report = json.loads((out / "report.json").read_text())
     label = data.parent / "labels" / "train" / "scene_0002.txt"
     lines = len(label.read_text().splitlines())
-    # only the bad line: the label file with a byte-order mark reads whole (it was "not a number: '\ufeff3'")
-    assert report["data"]["skipped"] == [f"{label}:{lines}: not a number: 'wide'"]
-    assert report["data"]["train"] + report["data"]["val"] == 8 and (out / "model.safetensors").is_file()
+    image = data.parent / "images" / "train" / "scene_0002.jpg"
+    # only the bad line's image: the label file with a byte-order mark reads whole (it was "not a number: '\ufeff3'")
+    assert report["data"]["skipped"] == [f"{label}:{lines}: not a number: 'wide'; the image {image} is left out"]
+    assert report["data"]["train"] + report["data"]["val"] == 7 and (out / "model.safetensors").is_file()
 
 
 def test_a_yolo_run_calls_no_ultralytics_integration_and_leaves_its_settings_alone(yolo_run):
@@ -335,9 +349,11 @@ def test_tl_evaluate_scores_a_yolo_run_and_names_what_it_skipped(yolo_run, run_c
     code, stdout, stderr = tl_cli("evaluate", run_copy, "--data", data, "--json")
     assert code == 0, stderr
     answer = json.loads(stdout)
-    assert answer["images"] == 8 and "map_50" in answer["metrics"]
+    assert answer["images"] == 7 and "map_50" in answer["metrics"]
     label = data.parent / "labels" / "train" / "scene_0002.txt"
-    assert answer["skipped"] == [f"{label}:{len(label.read_text().splitlines())}: not a number: 'wide'"]
+    image = data.parent / "images" / "train" / "scene_0002.jpg"
+    assert answer["skipped"] == [f"{label}:{len(label.read_text().splitlines())}: not a number: 'wide'; the image "
+                                 f"{image} is left out"]
     assert (run_copy / "evaluations" / "data.yaml.json").is_file()
 
 

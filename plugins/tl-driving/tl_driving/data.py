@@ -66,7 +66,7 @@ class DetectionData:
             "test": len(self.test) if self.test else 0,
             "boxes": {name: s.boxes_per_class() for name, s in splits.items()},
             "background": {name: s.background for name, s in splits.items()},
-            "skipped": self.skipped[:100],
+            "skipped": list(self.skipped),  # every skipped item named (issue 12), not the first 100
             "skipped_total": len(self.skipped),
             "dropped": dict(self.dropped),
             "clipped": self.clipped,

@@ -18,17 +18,33 @@ BDD100K     ``box2d`` corners with ``x2``/``y2`` included in the box: read as ``
 Checks, shared by all readers (as the core's image readers do: every image is decoded once):
 
 * An image that does not decode (PIL) is skipped and named (``"path: reason"``).
-* A label that does not parse (a YOLO/KITTI line, a VOC ``<object>``, a COCO annotation, a BDD100K label), a class
-  the labels do not define (a YOLO class id outside ``names``, a COCO ``category_id`` outside ``categories``), a box
-  of zero or negative size, and a box mostly outside the image (less than half of it left after clipping) are
-  reported with their place - ``file:line`` for text and XML files, ``file (annotation id 7)`` or
-  ``file (frame 'a.jpg', label 3)`` for JSON - and dropped. A box sticking out of the image is clipped (silently up
-  to 1 pixel, which is rounding; more is counted as ``clipped``).
+* A label that does not **parse** leaves its **whole image** out, named with the label's place - ``file:line`` for
+  text and XML files, ``file (annotation id 7)`` or ``file (frame 'a.jpg', label 3)`` for JSON - and the image:
+  ``"labels/a.txt:4: not a number: 'wide'; the image images/a.jpg is left out"``. Not parsing is:
+
+  - a YOLO/KITTI line with the wrong number of values;
+  - a value that is not a finite number (text, ``inf``, ``nan``, ``1e999``, an integer too large for a float) in a
+    YOLO/KITTI line, a VOC ``<bndbox>``, a COCO ``bbox`` or a BDD100K ``box2d``;
+  - a label entry of the wrong type or without its parts: a VOC ``<object>`` without ``<name>`` or ``<bndbox>``, a
+    COCO ``category_id`` that is not a number or a string, a ``bbox`` that is not 4 numbers, BDD100K ``labels``
+    that are not a list, a label that is not a mapping or has no ``category``;
+  - a class the labels do not define: a YOLO class id that is not a whole number or not below the number of
+    ``names``, a COCO ``category_id`` outside ``categories``; and YOLO coordinates above 1 (pixels, not fractions).
+
+  This is ultralytics' rule: its ``verify_image_label`` leaves out ("ignoring corrupt image/label") an image whose
+  label file has a malformed line, coordinates above 1 or a class id >= ``nc``. Keeping the image with its other
+  boxes would teach the detector that the object of the bad label is background. An image's first bad label is
+  named; its other labels are not read. A COCO annotation that names no image (not a mapping, an ``image_id`` of
+  the wrong type or not in ``images``) is skipped and named by itself: there is no image to leave out.
+* A well-formed box that is geometrically wrong is dropped alone, named with its place, and its image kept with the
+  other boxes: a box of zero or negative size, a box mostly outside the image (less than half of it left after
+  clipping). A box sticking out of the image is clipped (silently up to 1 pixel, which is rounding; more is counted
+  as ``clipped``).
 * With ``strict`` each of those is a :class:`~tl_core.api.DataError` instead: one line, naming the place and the
   fix.
-* Intentional drops are only counted, per reason, in ``DetectionSet.dropped``: ``"filtered class"`` (not in
-  ``options.classes``), ``"class_map: None"``, ``"crowd"`` (COCO ``iscrowd``), ``"DontCare"`` (KITTI),
-  ``"difficult"`` (VOC, with ``options.voc_skip_difficult``).
+* Intentional drops are only counted, per reason, in ``DetectionSet.dropped`` (for the images read, not for those
+  left out): ``"filtered class"`` (not in ``options.classes``), ``"class_map: None"``, ``"crowd"`` (COCO
+  ``iscrowd``), ``"DontCare"`` (KITTI), ``"difficult"`` (VOC, with ``options.voc_skip_difficult``).
 * Images without a label file (YOLO, VOC, KITTI: the folder formats) are background images by default, counted as
   ``unlabelled``; with ``options.missing_labels: error`` such an image is a DataError. COCO and BDD100K list their
   images: one listed without boxes is a background image.
@@ -104,7 +120,8 @@ class DetectionSample:
 @dataclass
 class DetectionSet:
     """Readable images with boxes, the class names (``Box.label`` indexes them), and what reading left out:
-    ``skipped`` (``"file[:line]: reason"`` of every image and label that was reported and skipped), ``dropped``
+    ``skipped`` (``"file[:line]: reason"`` of every image and label that was reported and skipped; a label that
+    does not parse ends in ``"; the image PATH is left out"``), ``dropped``
     (boxes left out, per reason), ``clipped`` (boxes cut back to the image by more than a pixel) and
     ``unlabelled`` (images without a label file, read as background)."""
 
@@ -186,6 +203,11 @@ class _Entry:
     objects: list[_Obj]
     where: str  # the label file (or JSON entry) describing the image
     size: tuple[int, int] | None = None  # (width, height) as the labels declare it
+    dropped: dict[str, int] = field(default_factory=dict)  # intentional drops (DontCare, crowd, difficult)
+
+
+def _count(counts: dict[str, int], reason: str) -> None:
+    counts[reason] = counts.get(reason, 0) + 1
 
 
 class _Report:
@@ -283,6 +305,8 @@ def _assemble(
                 f"{width}x{height} (its boxes would be misplaced)", fix=_FILE_FIX,
             )
             continue
+        for reason, n in entry.dropped.items():  # counted for the images read, not for those left out
+            report.drop(reason, n)
         boxes: list[tuple[str, tuple[float, float, float, float]]] = []
         for obj in entry.objects:
             name = cmap.get(obj.name, obj.name)
@@ -742,7 +766,7 @@ def read_coco(
         if not _is_id(ann.get("category_id")):
             reason = f"category_id must be a number or a string (got {_show(ann.get('category_id'))})"
         elif ann.get("iscrowd"):
-            report.drop("crowd")
+            _count(entry.dropped, "crowd")
             continue
         elif ann["category_id"] not in categories:
             # a category the file does not define is a corrupt label, as ultralytics has a class id >= nc
@@ -856,6 +880,22 @@ def _voc_ids(root: Path, image_set: str) -> list[str]:
     return ids
 
 
+def _voc_bndbox(bndbox: _Node | None) -> tuple[float, float, float, float] | str:
+    """An ``<object>``'s ``<bndbox>`` as ``(xmin, ymin, xmax, ymax)``, or why it is not four finite numbers."""
+    if bndbox is None:
+        return "no <bndbox>"
+    values = []
+    for key in ("xmin", "ymin", "xmax", "ymax"):
+        text = bndbox.findtext(key)
+        if text is None:
+            return f"no <{key}>"
+        try:
+            values.append(_float(text))
+        except ValueError as exc:
+            return f"<{key}> is {exc}"
+    return values[0], values[1], values[2], values[3]
+
+
 def read_voc(
     path: str | Path, strict: bool = False, classes: list[str] | None = None,
     options: DrivingOptions | dict[str, Any] | None = None, image_set: str | None = None,
@@ -915,26 +955,26 @@ def read_voc(
         if node is not None:
             width, height = (_pixels(_number(node.findtext(k))) for k in ("width", "height"))
             size = (width, height) if width and height else None
-        objects = []
-        for obj in doc.findall("object"):
+        objects: list[_Obj] = []
+        dropped: dict[str, int] = {}
+        for obj in doc.findall("object"):  # an <object> that does not parse leaves the image out (see corrupt)
             where = f"{xml}:{obj.line}"
             name = obj.findtext("name")
             if not name:
-                report.problem(where, "an <object> without a <name>", "unparsable")
-                continue
-            bndbox = obj.find("bndbox")
-            try:
-                if bndbox is None:
-                    raise ValueError("no <bndbox>")
-                xmin, ymin, xmax, ymax = (_float(bndbox.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
-            except ValueError:
-                report.problem(where, f"object {name!r}: <bndbox> needs numbers xmin, ymin, xmax, ymax", "unparsable")
-                continue
+                report.corrupt(where, "an <object> without a <name>", image)
+                break
+            bad = _voc_bndbox(obj.find("bndbox"))
+            if isinstance(bad, str):
+                report.corrupt(where, f"object {name!r}: <bndbox> needs numbers xmin, ymin, xmax, ymax ({bad})",
+                               image)
+                break
             if obj.findtext("difficult") in ("1", "true") and opts.voc_skip_difficult:
-                report.drop("difficult")
+                _count(dropped, "difficult")
                 continue
+            xmin, ymin, xmax, ymax = bad
             objects.append(_Obj(name, xmin - 1, ymin - 1, xmax, ymax, where))
-        entries.append(_Entry(image, objects, str(xml), size))
+        else:
+            entries.append(_Entry(image, objects, str(xml), size, dropped))
     for image in sorted(candidates - used):
         entries.append(_unlabelled(image, annotations / f"{image.stem}.xml", opts, report))
     entries.sort(key=lambda e: e.image)
@@ -984,28 +1024,30 @@ def read_kitti(
         lines = _read_text(label, report)
         if lines is None:
             continue
-        objects = []
-        for n, line in enumerate(lines, start=1):
+        objects: list[_Obj] = []
+        dropped: dict[str, int] = {}
+        for n, line in enumerate(lines, start=1):  # a line that does not parse leaves the image out (see corrupt)
             parts = line.split()
             if not parts:
                 continue
             where = f"{label}:{n}"
             if len(parts) not in (15, 16):
-                report.problem(
+                report.corrupt(
                     where, f"expected 15 values (type truncated occluded alpha x1 y1 x2 y2 h w l x y z ry) and an "
-                    f"optional score, found {len(parts)}", "unparsable",
+                    f"optional score, found {len(parts)}", image,
                 )
-                continue
-            bad = next((v for v in parts[1:] if not _is_float(v)), None)
+                break
+            bad = _bad_number(parts[1:])
             if bad is not None:
-                report.problem(where, f"not a number: {bad!r}", "unparsable")
-                continue
+                report.corrupt(where, bad, image)
+                break
             if parts[0] == "DontCare":
-                report.drop("DontCare")
+                _count(dropped, "DontCare")
                 continue
             x1, y1, x2, y2 = (float(v) for v in parts[4:8])
             objects.append(_Obj(parts[0], x1, y1, x2, y2, where))
-        entries.append(_Entry(image, objects, str(label)))
+        else:
+            entries.append(_Entry(image, objects, str(label), dropped=dropped))
     return _assemble(entries, report, opts, _fixed(classes, opts), str(root))
 
 
@@ -1029,6 +1071,7 @@ def read_bdd100k(
         raise DataError(f"{file}: a BDD100K label file is a list of frames (name, labels), or {{\"frames\": [...]}}")
     folders = _image_folders(file, opts, ("images", ""))
     entries: list[_Entry] = []
+    found = False
     for k, frame in enumerate(frames):
         name = frame.get("name") if isinstance(frame, dict) else None
         if not isinstance(name, str) or not name:
@@ -1042,16 +1085,16 @@ def read_bdd100k(
                 fix="add the image, or set data.options.images to the image folder, or set data.strict: false",
             )
             continue
+        found = True
         labels = frame.get("labels") or []
         if not isinstance(labels, list):
-            report.problem(where, f"'labels' must be a list of labels (got {_show(labels)})", fix=_FILE_FIX)
+            report.corrupt(where, f"'labels' must be a list of labels (got {_show(labels)})", image)
             continue
         objects = []
-        for j, label in enumerate(labels):
+        for j, label in enumerate(labels):  # a label that does not parse leaves the frame out (see corrupt)
             if not isinstance(label, dict):
-                report.problem(f"{where[:-1]}, label #{j})", f"a label must be a mapping (got {_show(label)})",
-                               "unparsable")
-                continue
+                report.corrupt(f"{where[:-1]}, label #{j})", f"a label must be a mapping (got {_show(label)})", image)
+                break
             if label.get("box2d") is None:
                 continue
             label_id = label.get("id", j)
@@ -1059,20 +1102,21 @@ def read_bdd100k(
             box = label["box2d"]
             category = label.get("category")
             if not isinstance(category, str) or not category:
-                report.problem(lwhere, "a label needs a 'category'", "unparsable")
-                continue
+                report.corrupt(lwhere, f"a label needs a 'category' (got {_show(category)})", image)
+                break
             try:
                 if not isinstance(box, dict):
                     raise ValueError
                 x1, y1, x2, y2 = (_float(box.get(k)) for k in ("x1", "y1", "x2", "y2"))
             except ValueError:
-                report.problem(lwhere, f"box2d needs numbers x1, y1, x2, y2 (got {_show(box)})", "unparsable")
-                continue
+                report.corrupt(lwhere, f"box2d needs numbers x1, y1, x2, y2 (got {_show(box)})", image)
+                break
             objects.append(_Obj(category, x1, y1, x2 + 1, y2 + 1, lwhere))
-        entries.append(_Entry(image, objects, where))
+        else:
+            entries.append(_Entry(image, objects, where))
     return _assemble(
         entries, report, opts, _fixed(classes, opts), str(file),
-        hint="set data.options.images to the folder holding the images" if not entries else "",
+        hint="set data.options.images to the folder holding the images" if not found else "",
     )
 
 
