@@ -149,8 +149,9 @@ def apply_set(data: dict[str, Any], assignment: str) -> dict[str, Any]:
             full = [f"{parts[0]}.{f}" for f in fields]
             raise RecipeError(f"--set {key}: no such recipe key{did_you_mean(key, full)}")
     try:
-        # a path or a weights name is a string as written: YAML would read "hf:" as a mapping, "1e5" as a number
-        value = raw.strip() if tuple(parts) in PATH_KEYS else yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        if tuple(parts) in PATH_KEYS and value is not None and not isinstance(value, str):
+            value = raw.strip()  # a path or a weights name as written: YAML reads "hf:" as a mapping, "1e5" a number
     except yaml.YAMLError:
         value = raw
     except RecursionError:
