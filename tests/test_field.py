@@ -84,13 +84,44 @@ def test_the_evaluation_transform_is_the_entrys(backbone, resize, mode):
     assert step.size == [resize] and step.interpolation.value == mode
 
 
-def test_the_report_records_the_resize_and_evaluate_uses_it(tiny_plugin, image_folder, write_recipe, cli, tmp_path):
-    out = tmp_path / "run"
-    code, _, stderr = cli("run", write_recipe(tiny_recipe(image_folder, train={"epochs": 1})), "--out", out,
-                          "--quiet")
-    assert code == 0, stderr
-    pre = json.loads((out / "report.json").read_text())["preprocessing"]
-    assert pre["crop_pct"] == 0.875 and pre["interpolation"] == "bilinear"
+def test_the_report_records_the_resize_and_evaluate_uses_it(tiny_weights_file, image_folder, write_recipe, cli,
+                                                            tmp_path, monkeypatch):
+    """Weights published with bicubic at crop_pct 0.8: the run records it, and tl evaluate rebuilds that transform."""
+    from dataclasses import replace
+
+    from conftest import tiny_spec
+
+    from tl_core import hookimpl
+    from tl_core.builtin.classification import evaluate as evaluate_module
+    from tl_core.plugins import register_plugin, unregister_plugin
+    from tl_core.weights import WeightsEntry, sha256_of
+
+    entry = WeightsEntry(name="pretrained", architecture="tiny", source="file", location=str(tiny_weights_file),
+                         sha256=sha256_of(tiny_weights_file), licence="test", mean=(0.5,) * 3, std=(0.5,) * 3,
+                         input_size=16, classifier=("fc",), crop_pct=0.8, interpolation="bicubic")
+
+    class Bicubic:
+        @hookimpl
+        def tl_register_backbones(self, register):
+            register(replace(tiny_spec([entry])))
+
+    register_plugin(Bicubic(), "bicubic-test")
+    try:
+        out = tmp_path / "run"
+        code, _, stderr = cli("run", write_recipe(tiny_recipe(image_folder, train={"epochs": 1})), "--out", out,
+                              "--quiet")
+        assert code == 0, stderr
+        pre = json.loads((out / "report.json").read_text())["preprocessing"]
+        assert pre["crop_pct"] == 0.8 and pre["interpolation"] == "bicubic"
+        seen = []
+        made = evaluate_module.transform_for
+        monkeypatch.setattr(evaluate_module, "transform_for", lambda fmt, spec, size, augment: (
+            seen.append(spec), made(fmt, spec, size, augment))[1])
+        code, _, stderr = cli("evaluate", out, "--data", image_folder)
+        assert code == 0, stderr
+        assert (seen[0].crop_pct, seen[0].interpolation) == (0.8, "bicubic")
+    finally:
+        unregister_plugin("bicubic-test")
 
 
 # ---------------------------------------------------------------- the optimizer

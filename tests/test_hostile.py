@@ -73,13 +73,6 @@ def test_a_recipe_that_is_not_utf8(cli, tmp_path, image_folder, write_recipe):
                    r"recipe.yaml is not UTF-8 text \(byte 0xe9 on line 1\); save it as UTF-8", tmp_path / "out")
 
 
-def test_a_recipe_with_a_utf8_byte_order_mark_is_fine(cli, tiny_plugin, tmp_path, image_folder, write_recipe):
-    recipe = write_recipe(tiny_recipe(image_folder))
-    recipe.write_bytes(b"\xef\xbb\xbf" + recipe.read_bytes())  # Notepad's UTF-8
-    code, stdout, stderr = cli("inspect", recipe)
-    assert code == 0, stderr
-
-
 def test_a_recipe_it_extends_that_is_not_utf8(cli, tmp_path, image_folder, write_recipe):
     (tmp_path / "base.yaml").write_bytes(LATIN1)
     recipe = write_recipe({**tiny_recipe(image_folder), "extends": "base.yaml"})
@@ -102,6 +95,35 @@ def test_a_recipe_nested_deeper_than_any_recipe(cli, tmp_path, image_folder, wri
     recipe = write_recipe(tiny_recipe(image_folder, data={"options": deep}))
     assert_refused(cli("run", recipe, "--out", tmp_path / "out"),
                    r"nested more than 32 levels deep \(at 'data.options.k.k.k", tmp_path / "out")
+
+
+def test_a_recipe_of_yaml_aliases_that_expand_without_end(cli, tmp_path):
+    """"Billion laughs": ten lines whose aliases repeat a list 9**10 times; checked in well under a second."""
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for prev, name in zip("abcdefghi", "bcdefghij"):
+        lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")
+    recipe = tmp_path / "laughs.yaml"
+    recipe.write_text("\n".join(lines) + "\n")
+    assert_refused(cli("run", recipe, "--out", tmp_path / "out"),
+                   r"laughs.yaml: expands to more than 100000 values \(YAML aliases repeating a part\)", tmp_path / "out")
+
+
+def test_a_recipe_that_refers_to_itself(cli, tmp_path):
+    recipe = tmp_path / "cycle.yaml"
+    recipe.write_text("data: &a {options: [*a]}\n")
+    assert_refused(cli("run", recipe, "--out", tmp_path / "out"), r"cycle.yaml: nested more than 32 levels deep",
+                   tmp_path / "out")
+
+
+@pytest.mark.parametrize("text,pattern", [
+    ("task: image\x00classification\n", r"not valid YAML at character 11: special characters are not allowed"),
+    ("train:\n\tepochs: 3\n", r"not valid YAML at line 2: found character '\\t' .*; indent with spaces, not tabs"),
+    ("train: {epochs: " + "9" * 5000 + "}\n", r"a value that cannot be read \(an integer of more than 4300 digits\)"),
+], ids=["NUL byte", "tab", "5000-digit number"])
+def test_a_recipe_yaml_cannot_read(cli, tmp_path, text, pattern):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(text)
+    assert_refused(cli("run", recipe, "--out", tmp_path / "out"), r"bad.yaml: " + pattern, tmp_path / "out")
 
 
 def test_a_set_value_nested_too_deeply(cli, tmp_path, image_folder, write_recipe):
@@ -132,6 +154,26 @@ def test_an_image_csv_that_is_not_utf8(cli, tiny_plugin, tmp_path, image_folder,
     recipe = write_recipe(tiny_recipe(csv, data={"format": "image-csv"}))
     assert_refused(cli("run", recipe, "--out", tmp_path / "out"),
                    r"labels.csv is not UTF-8 text \(byte 0xe9 on line 26\); save it as UTF-8", tmp_path / "out")
+
+
+def test_an_image_csv_with_a_byte_order_mark_is_read(cli, tiny_plugin, tmp_path, image_folder, write_recipe):
+    """Excel's "CSV UTF-8" starts with a byte-order mark; read as it was, the header's first name was
+    '\\ufeffpath' and the CSV was refused."""
+    csv = write_csv(tmp_path, image_folder)
+    csv.write_bytes(b"\xef\xbb\xbf" + csv.read_bytes())
+    code, _, stderr = cli("inspect", write_recipe(tiny_recipe(csv, data={"format": "image-csv"})))
+    assert code == 0, stderr
+    from tl_core.builtin.classification.images import read_image_csv
+
+    assert len(read_image_csv(str(csv))) == 24
+
+
+def test_a_class_folder_whose_name_is_not_utf8(cli, tiny_plugin, tmp_path, image_folder, write_recipe):
+    import os
+
+    os.rename(image_folder / "class_2", os.fsencode(image_folder) + b"/caf\xe9")  # a Latin-1 name on Linux
+    assert_refused(cli("run", write_recipe(tiny_recipe(image_folder)), "--out", tmp_path / "out"),
+                   r"the class folder 'caf\ufffd' has a name that is not UTF-8; rename it", tmp_path / "out")
 
 
 def test_an_image_csv_with_a_field_past_the_csv_limit(cli, tiny_plugin, tmp_path, image_folder, write_recipe):
@@ -174,6 +216,24 @@ def test_out_that_is_a_file(cli, tiny_plugin, tmp_path, image_folder, write_reci
     assert target.read_text() == "my notes"
 
 
+def test_a_nested_out_that_fails_leaves_no_folder_and_an_out_inside_the_data_is_not_read(
+        cli, tiny_plugin, tmp_path, image_folder, write_recipe):
+    out = tmp_path / "p1" / "p2" / "out"
+    (tmp_path / "empty").mkdir()
+    assert_refused(cli("run", write_recipe(tiny_recipe(tmp_path / "empty")), "--out", out), r"no class sub-folders")
+    assert not (tmp_path / "p1").exists()  # every folder the run would have made is gone
+    inside = image_folder / "runs" / "first"  # --out inside data.path: made after the data is read, not a class
+    code, _, stderr = cli("run", write_recipe(tiny_recipe(image_folder, train={"epochs": 1})), "--out", inside,
+                          "--quiet")
+    assert code == 0, stderr
+
+
+def test_out_that_is_a_dangling_link(cli, tiny_plugin, tmp_path, image_folder, write_recipe):
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    assert_refused(cli("run", write_recipe(tiny_recipe(image_folder)), "--out", tmp_path / "link"),
+                   r"--out .*link is a symbolic link to nothing; remove it, or choose another --out")
+
+
 def test_out_under_a_file(cli, tiny_plugin, tmp_path, image_folder, write_recipe):
     (tmp_path / "taken").write_text("x")
     assert_refused(cli("run", write_recipe(tiny_recipe(image_folder)), "--out", tmp_path / "taken" / "run"),
@@ -214,6 +274,24 @@ def test_a_run_that_fails_before_writing_leaves_no_folder_or_lock(cli, tiny_plug
     assert_refused(cli("run", write_recipe(tiny_recipe(tmp_path / "empty")), "--out", out), r"no class sub-folders",
                    out, {})
     assert list(out.iterdir()) == []
+
+
+def test_a_run_in_another_process_holds_its_folder(cli, tiny_plugin, tmp_path, image_folder, write_recipe):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from tl_core.files import RunLock; "
+                               f"RunLock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = snapshot(out)
+        assert_refused(cli("run", write_recipe(tiny_recipe(image_folder)), "--out", out), r"is in use by another tl run",
+                       out, before)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_the_lock_of_a_killed_run_does_not_block_its_resume(tmp_path):
@@ -269,6 +347,29 @@ def test_tl_evaluate_with_a_report_that_is_not_json(cli, tiny_plugin, run_copy, 
     assert_refused(cli("report", run_copy), r"report.json: not valid JSON at line 1 column 12")
 
 
+@pytest.mark.parametrize("content,pattern", [
+    ("[]", r"a JSON list, not an object"),
+    ('{"recipe": {}}', r"its recipe: backbone: Field required"),
+    (None, r"'metrics' is not metrics by split"),
+], ids=["a list", "an empty recipe", "no metrics"])
+def test_tl_report_and_evaluate_with_a_report_that_is_not_a_tl_report(cli, tiny_plugin, run_copy, image_folder,
+                                                                      content, pattern):
+    report = run_copy / "report.json"
+    if content is None:
+        data = json.loads(report.read_text())
+        del data["metrics"]
+        content = json.dumps(data)
+    report.write_text(content)
+    before = snapshot(run_copy)
+    assert_refused(cli("report", run_copy), r"report.json is not a tl report \(" + pattern)
+    assert_refused(cli("evaluate", run_copy, "--data", image_folder), r"is not a tl report", run_copy, before)
+
+
+def test_tl_evaluate_with_data_that_does_not_exist(cli, tiny_plugin, run_copy, tmp_path):
+    assert_refused(cli("evaluate", run_copy, "--data", tmp_path / "nope"),
+                   r"--data .*nope does not exist; give data in the run's format \(image-folder\)")
+
+
 def test_resume_with_a_truncated_checkpoint(cli, tiny_plugin, run_copy, image_folder, write_recipe):
     (run_copy / "report.json").unlink()  # an unfinished run
     checkpoint = run_copy / "checkpoints" / "last.pt"
@@ -290,6 +391,35 @@ def test_resume_with_a_checkpoint_that_carries_a_pickle(cli, tiny_plugin, run_co
     assert_refused(cli("run", recipe, "--out", run_copy, "--resume"), r"last.pt is damaged or not a tl checkpoint",
                    run_copy, before)
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("change,pattern", [
+    (lambda c: c.pop("best"), r"'best' is missing, not a number"),
+    (lambda c: c.update(epoch="x"), r"'epoch' is str, not int"),
+    (lambda c: c.update(model=[1, 2]), r"'model' is list, not dict"),
+    (lambda c: c["model"].update({"backbone.features.0.0.weight": 3}), r"the model's 'backbone.features.0.0.weight' "
+                                                                        r"is not a tensor"),
+], ids=["no best", "epoch a word", "model a list", "a tensor a number"])
+def test_resume_with_a_checkpoint_whose_content_was_changed(cli, tiny_plugin, run_copy, write_recipe, change,
+                                                             pattern):
+    (run_copy / "report.json").unlink()
+    checkpoint = run_copy / "checkpoints" / "last.pt"
+    saved = torch.load(checkpoint, weights_only=True)
+    change(saved)
+    torch.save(saved, checkpoint)
+    before = snapshot(run_copy)
+    recipe = write_recipe(json.loads((run_copy / "checkpoints" / "recipe.json").read_text()))
+    assert_refused(cli("run", recipe, "--out", run_copy, "--resume"),
+                   r"last.pt is damaged or not a tl checkpoint \(" + pattern, run_copy, before)
+
+
+def test_resume_with_a_saved_recipe_that_is_not_a_recipe(cli, tiny_plugin, run_copy, write_recipe):
+    (run_copy / "report.json").unlink()
+    recipe = write_recipe(json.loads((run_copy / "checkpoints" / "recipe.json").read_text()))
+    (run_copy / "checkpoints" / "recipe.json").write_text("[1]")
+    before = snapshot(run_copy)
+    assert_refused(cli("run", recipe, "--out", run_copy, "--resume"), r"recipe.json is not a recipe", run_copy,
+                   before)
 
 
 def test_resume_with_a_checkpoint_of_another_model(cli, tiny_plugin, run_copy, image_folder, write_recipe):

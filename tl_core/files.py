@@ -58,6 +58,13 @@ def commit_file(tmp: Path, path: Path) -> None:
     _fsync_folder(path.parent)
 
 
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if "integer string conversion" in text:  # Python's advice (sys.set_int_max_str_digits) is not the user's fix
+        return "an integer of more than 4300 digits"
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
 def write_json(path: Path, obj: Any) -> None:
     """``obj`` as indented JSON (anything JSON cannot say is written as its ``str``), atomically."""
     write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
@@ -86,7 +93,7 @@ def read_text(path: Path | str, what: str | None = None, error: type[TLError] = 
     except FileNotFoundError:
         raise error(f"{what} does not exist") from None
     except IsADirectoryError:
-        raise error(f"{what} is a folder, not a file") from None
+        raise error(f"{what} is a folder, not a file; give the file in it") from None
     except OSError as exc:
         raise error(f"{what} cannot be read ({exc.strerror or exc})") from None
     return decode_text(raw, what, error)
@@ -101,6 +108,8 @@ def parse_json(text: str, what: str, error: type[TLError] = DataError) -> Any:
         raise error(f"{what}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
         raise error(f"{what}: JSON nested too deeply to read; no real annotation file nests like this") from None
+    except ValueError as exc:  # an integer of more digits than Python converts (4300), a date like 2001-13-45
+        raise error(f"{what}: a value that cannot be read ({_reason(exc)}); fix it") from None
 
 
 def read_json(path: Path | str, what: str | None = None, error: type[TLError] = DataError) -> Any:
@@ -119,9 +128,17 @@ def parse_yaml(text: str, what: str, error: type[TLError] = DataError) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise error(f"{what}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+        problem = getattr(exc, "problem", None)
+        if problem is None:  # a ReaderError (a NUL or control character): its text runs over several lines
+            position = getattr(exc, "position", None)
+            where = "" if position is None else f" at character {position}"
+            problem = str(getattr(exc, "reason", None) or str(exc).splitlines()[0])
+        hint = "; indent with spaces, not tabs" if "\\t" in problem else ""
+        raise error(f"{what}: not valid YAML{where}: {problem}{hint}") from None
     except RecursionError:
         raise error(f"{what}: YAML nested too deeply to read") from None
+    except ValueError as exc:  # an integer of more digits than Python converts (4300), a date like 2001-13-45
+        raise error(f"{what}: a value that cannot be read ({_reason(exc)}); fix it") from None
 
 
 def read_yaml(path: Path | str, what: str | None = None, error: type[TLError] = DataError) -> Any:
@@ -137,6 +154,8 @@ def check_writable(out: Path) -> None:
     """Refuse an ``--out`` that is a file, or that cannot be written (a read-only folder, or one under a file),
     before any work: a :class:`RunError`. Nothing is created."""
     out = Path(out)
+    if out.is_symlink() and not out.exists():  # dangling, or a loop
+        raise RunError(f"--out {out} is a symbolic link to nothing; remove it, or choose another --out")
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out} is a file, not a folder; choose a folder for the run")
     probe = out
@@ -157,18 +176,41 @@ class RunLock:
     """An exclusive lock on a run folder while a run writes to it: ``RUN/.tl-lock``, held with ``flock`` (released by
     the system when the process ends, even on SIGKILL, so a dead run never blocks its ``--resume``).
 
-    A second run on the same folder is refused with a :class:`RunError`. If the run fails before it wrote anything,
-    :meth:`release` removes the folder again when the lock made it (nothing half-written is left).
+    A second run on the same folder is refused with a :class:`RunError` (:meth:`busy` tells before any work, without
+    making anything). If the run fails before it wrote anything, :meth:`release` removes the lock file and every
+    folder :meth:`acquire` made for it (nothing half-written is left).
     """
 
     NAME = ".tl-lock"
+    IN_USE = "{out} is in use by another tl run; wait for it to finish, or choose another --out"
 
     def __init__(self, out: Path) -> None:
         self.out = Path(out)
-        self.created = not self.out.exists()
+        self.made: list[Path] = []  # the folders acquire() made, deepest first
         self._fd: int | None = None
 
+    @classmethod
+    def busy(cls, out: Path) -> bool:
+        """True when another process holds the lock of ``out``; creates nothing."""
+        file = Path(out) / cls.NAME
+        try:
+            import fcntl
+
+            fd = os.open(file, os.O_RDWR)
+        except (ImportError, OSError):  # no lock file (or no flock): nobody holds it
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return True
+            raise
+        finally:
+            os.close(fd)  # releases the probe's lock
+        return False
+
     def acquire(self) -> RunLock:
+        self.made = [p for p in (self.out, *self.out.parents) if not p.exists()]
         self.out.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.out / self.NAME, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -181,8 +223,7 @@ class RunLock:
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise RunError(f"{self.out} is in use by another tl run; wait for it to finish, or choose another "
-                               "--out") from None
+                raise RunError(self.IN_USE.format(out=self.out)) from None
             raise
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -192,15 +233,17 @@ class RunLock:
     def release(self, failed: bool = False) -> None:
         if self._fd is None:
             return
-        os.close(self._fd)  # closing releases the flock
-        self._fd = None
-        if failed and {p.name for p in self.out.iterdir()} <= {self.NAME}:  # the run wrote nothing: leave no trace
-            (self.out / self.NAME).unlink(missing_ok=True)
-            if self.created:
-                try:
-                    self.out.rmdir()
-                except OSError:
-                    pass
+        try:
+            if failed and {p.name for p in self.out.iterdir()} <= {self.NAME}:  # the run wrote nothing: no trace
+                (self.out / self.NAME).unlink(missing_ok=True)  # while still holding it: no other run locks it now
+                for folder in self.made:
+                    try:
+                        folder.rmdir()
+                    except OSError:
+                        break
+        finally:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
 
     def __enter__(self) -> RunLock:
         return self.acquire()

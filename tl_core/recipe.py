@@ -52,20 +52,41 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 MAX_DEPTH = 32  # far deeper than any recipe needs; deeper input would reach Python's recursion limit downstream
+MAX_VALUES = 100_000  # what a recipe may expand to: YAML aliases (*a) repeat a part, and a few lines can repeat it
+# billions of times ("billion laughs"), which validation and the report would then walk in full
 
 
 def _check_depth(value: Any, origin: str) -> None:
-    """Refuse data nested deeper than :data:`MAX_DEPTH` (checked without recursion), naming where it goes deep."""
+    """Refuse data nested deeper than :data:`MAX_DEPTH`, naming where it goes deep, or expanding to more than
+    :data:`MAX_VALUES` values. Each node is walked once per depth it is reached at (a node shared through YAML
+    aliases is not walked again), so this is quick whatever the file holds, and it needs no recursion."""
+    deepest: dict[int, int] = {}
     stack: list[tuple[Any, int, str]] = [(value, 0, "")]
     while stack:
         node, depth, where = stack.pop()
         if depth > MAX_DEPTH:
             raise RecipeError(f"{origin}: nested more than {MAX_DEPTH} levels deep (at {where.lstrip('.')[:80]!r}); "
                               "a recipe is a few levels of keys")
+        if not isinstance(node, (dict, list)) or deepest.get(id(node), -1) >= depth:
+            continue
+        deepest[id(node)] = depth
         if isinstance(node, dict):
             stack.extend((v, depth + 1, f"{where}.{k}") for k, v in node.items())
-        elif isinstance(node, list):
+        else:
             stack.extend((v, depth + 1, f"{where}[{i}]") for i, v in enumerate(node))
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:  # recursion is safe now: at most MAX_DEPTH deep
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) not in sizes:
+            children = node.values() if isinstance(node, dict) else node
+            sizes[id(node)] = 1 + sum(size(child) for child in children)
+        return sizes[id(node)]
+
+    if size(value) > MAX_VALUES:
+        raise RecipeError(f"{origin}: expands to more than {MAX_VALUES} values (YAML aliases repeating a part); a "
+                          "recipe is a few dozen keys: write them out")
 
 
 _SCHEME = re.compile(r"^[A-Za-z][\w+.-]+:(?!/)")  # "bible:ny-en", "hf:owner/name" - not "C:/", not "file:/"

@@ -8,6 +8,8 @@ import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from tl_core.components import TrainResult
 from tl_core.errors import RunError
 from tl_core.files import commit_file, read_json, write_atomic, write_json
@@ -173,8 +175,23 @@ def read_report(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RunError(f"{run_dir} holds no finished run (no report.json); run 'tl run RECIPE --out {run_dir}' first")
     report = read_json(path, str(path), RunError)
-    if not isinstance(report, dict) or not isinstance(report.get("recipe"), dict):
-        raise RunError(f"{path} is not a tl report (no recipe in it); the run folder is damaged")
+    damaged = f"{path} is not a tl report ({{}}); the run folder is damaged: restore it, or train again with tl run"
+    if not isinstance(report, dict):
+        raise RunError(damaged.format(f"a JSON {type(report).__name__}, not an object"))
+    try:
+        Recipe.model_validate(report.get("recipe"))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "recipe"
+        raise RunError(damaged.format(f"its recipe: {where}: {err['msg']}")) from None
+    if not isinstance(report.get("data"), dict):
+        raise RunError(damaged.format("no 'data' in it"))
+    for block, metrics in (("metrics", report.get("metrics")),
+                           ("scratch.metrics", (report.get("scratch") or {}).get("metrics", {}))):
+        if not isinstance(metrics, dict) or not all(
+                isinstance(split, dict) and all(isinstance(v, (int, float)) for v in split.values())
+                for split in metrics.values()):
+            raise RunError(damaged.format(f"'{block}' is not metrics by split"))
     return report
 
 

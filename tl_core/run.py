@@ -6,7 +6,6 @@ for the model and its training, and writes the report. Everything it calls lives
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from rich.console import Console
 from tl_core import context  # RunContext by its module: imported from here, it warns that it moved (compat)
 from tl_core.compat import moved
 from tl_core.errors import RunError, TLError
-from tl_core.files import RunLock, check_writable
+from tl_core.files import RunLock, check_writable, read_json
 from tl_core.plugins import hook, registry
 from tl_core.recipe import validate
 from tl_core.report import build_report, write_run
@@ -54,17 +53,25 @@ def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
         return saved  # compared as it is: the difference is reported
 
 
-def check_out_dir(out: Path, recipe: Recipe, resume: bool) -> None:
-    """Refuse an ``--out`` that cannot be written, a finished run (it is not overwritten), and resuming a different
-    recipe or a run that has no checkpoint."""
+def check_out_dir(out: Path, recipe: Recipe, resume: bool, locked: bool = False) -> None:
+    """Refuse an ``--out`` that cannot be written or that another run is writing to, a finished run (it is not
+    overwritten), and resuming a different recipe or a run without a readable checkpoint. ``locked``: checked again
+    under this run's own lock, which needs neither the lock probe nor another read of the checkpoint."""
     check_writable(out)
+    if not locked and RunLock.busy(out):
+        raise RunError(RunLock.IN_USE.format(out=out))
     if resume:
         if not checkpoint_exists(out):
             raise RunError(f"--resume: no checkpoint in {out}/checkpoints; start the run without --resume")
-        read_checkpoint(out / "checkpoints" / CHECKPOINT)  # truncated, tampered, a pickle: refused before any work
+        if not locked:
+            read_checkpoint(out / "checkpoints" / CHECKPOINT)  # truncated, tampered, a pickle: refused before work
         saved_file = out / "checkpoints" / "recipe.json"
         if saved_file.is_file():
-            saved, now = _flat(_with_defaults(json.loads(saved_file.read_text()))), _flat(recipe.resolved())
+            saved_recipe = read_json(saved_file, str(saved_file), RunError)
+            if not isinstance(saved_recipe, dict):
+                raise RunError(f"--resume: {saved_file} is not a recipe; the run folder is damaged: start again "
+                               "without --resume")
+            saved, now = _flat(_with_defaults(saved_recipe)), _flat(recipe.resolved())
             diff = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k) and k not in RESUMABLE]
             if diff:
                 raise RunError(
@@ -81,8 +88,10 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
             console: Console | None = None) -> dict[str, Any]:
     """Run ``recipe`` into ``out``: check everything, train (and train from scratch when asked), write the run.
 
-    Every user error surfaces before the first file is written: the recipe, the registries, the data, the
-    weights (fetched and hash-checked while the model is built).
+    Every user error surfaces before the first file is written: the recipe, the registries, ``--out``, the data,
+    the weights (fetched and hash-checked while the model is built). Only then is ``--out`` made and locked
+    (:class:`~tl_core.files.RunLock`), so that data read from a folder that holds ``--out`` does not see it, and a
+    run refused on its data leaves nothing behind.
     """
     from accelerate import PartialState
 
@@ -93,15 +102,6 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     quiet = quiet or not process.is_main_process
     check_out_dir(out, recipe, resume)
     process.wait_for_everyone()  # every process has checked --out before any of them writes there
-    if not process.is_main_process:
-        return _execute(recipe, out, resume, quiet, console, device, precision, process)
-    with RunLock(out):  # a second run on this folder is refused; a run that fails before writing leaves no folder
-        check_out_dir(out, recipe, resume)  # again, under the lock: a run that finished meanwhile is not overwritten
-        return _execute(recipe, out, resume, quiet, console, device, precision, process)
-
-
-def _execute(recipe: Recipe, out: Path, resume: bool, quiet: bool, console: Console, device: str, precision: str,
-             process: Any) -> dict[str, Any]:
     started = time.perf_counter()
     fmt = registry("data format").get(recipe.data.format)
     data = fmt.read(recipe.data, recipe.train.seed)
@@ -111,8 +111,43 @@ def _execute(recipe: Recipe, out: Path, resume: bool, quiet: bool, console: Cons
     if model is None:
         raise TLError(f"no installed plugin builds models for task {recipe.task!r}; install the plugin for it")
     t_model = time.perf_counter()
+    lock = _lock(out, recipe, resume, process)
+    try:
+        report = _train_and_write(recipe, out, resume, quiet, console, device, precision, process, data, model,
+                                  {"data_seconds": t_data - started, "model_seconds": t_model - t_data}, started)
+    except BaseException:
+        lock.release(failed=True)  # an interrupted run keeps what it wrote (--resume); one that wrote nothing: gone
+        raise
+    lock.release()
+    return report
+
+
+def _lock(out: Path, recipe: Recipe, resume: bool, process: Any) -> RunLock:
+    """The main process locks ``out`` and checks it again under the lock (a run that finished meanwhile is not
+    overwritten); every process learns whether it may go on."""
+    lock = RunLock(out)
+    refused: str | None = None
+    if process.is_main_process:
+        try:
+            lock.acquire()
+            check_out_dir(out, recipe, resume, locked=True)
+        except RunError as exc:
+            lock.release(failed=True)
+            refused = str(exc)
+    if process.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        refused = broadcast_object_list([refused])[0]
+    if refused is not None:
+        raise RunError(refused)
+    return lock
+
+
+def _train_and_write(recipe: Recipe, out: Path, resume: bool, quiet: bool, console: Console, device: str,
+                     precision: str, process: Any, data: Any, model: Any, timings: dict[str, float],
+                     started: float) -> dict[str, Any]:
     ctx = context.RunContext(recipe=recipe, out=out, resume=resume, console=console, quiet=quiet,
-                     main_process=process.is_main_process)
+                             main_process=process.is_main_process)
     load_report = getattr(getattr(model, "backbone", None), "report", None)
     if load_report is not None:
         ctx.log(load_report.summary())
@@ -126,12 +161,7 @@ def _execute(recipe: Recipe, out: Path, resume: bool, quiet: bool, console: Cons
     scratch = None
     if recipe.compare.scratch:
         scratch = train_scratch(recipe, data, out / "scratch", resume, quiet, console)
-    timings = {
-        "data_seconds": t_data - started,
-        "model_seconds": t_model - t_data,
-        "train_seconds": result.seconds,
-        "total_seconds": time.perf_counter() - started,
-    }
+    timings = {**timings, "train_seconds": result.seconds, "total_seconds": time.perf_counter() - started}
     report = build_report(recipe, model, data, result, scratch, timings)
     report["processes"] = process.num_processes
     report["device"] = {"type": device, "name": device_name(device),

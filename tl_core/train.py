@@ -284,9 +284,9 @@ class Trainer:
             try:
                 optimizer.load_state_dict(checkpoint["optimizer"])
             except (ValueError, KeyError) as exc:
-                raise RunError(f"--resume: the checkpoint's optimizer does not fit this run's ({exc}); it was written "
-                               "by an older tl (before weight decay spared biases and norms): finish it with that "
-                               "tl, or start again without --resume") from None
+                raise RunError(f"--resume: the checkpoint's optimizer does not fit this run's ({exc}): the checkpoint "
+                               "was changed, or written by a tl before 0.3 (whose weight decay did not spare biases "
+                               "and norms); finish it with that tl, or start again without --resume") from None
         train_loader = self._loader(train_set, shuffle=True)
         val_loader = self._loader(val_set, shuffle=False) if val_set is not None else None
         self.model, optimizer, train_loader = acc.prepare(self.model, optimizer, train_loader)

@@ -341,40 +341,56 @@ def load_run_state(module: torch.nn.Module, path: Path, state: dict[str, torch.T
     state = read_run_state(path, what) if state is None else state
     try:
         module.load_state_dict(state)
-    except (RuntimeError, ValueError, KeyError) as exc:
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RunError(f"{path} does not fit the model of the run's recipe ({_mismatch(module, state, exc)}); it was "
                        "changed or belongs to another run: restore it, or train again with tl run") from None
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """A training checkpoint (``torch.load(weights_only=True)``); a truncated, tampered or foreign file is one
-    :class:`RunError` line."""
+    """A training checkpoint (``torch.load(weights_only=True)``, memory-mapped: reading it to check it costs no
+    copy of its tensors); a truncated, tampered or foreign file - anything the trainer could not resume from - is
+    one :class:`RunError` line."""
     import pickle
 
     import torch
 
+    def refuse(why: str) -> RunError:
+        return RunError(f"--resume: {path} is damaged or not a tl checkpoint ({why}); delete the run's checkpoints "
+                        "folder and start again without --resume")
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise RunError(f"--resume: {path} is damaged or not a tl checkpoint ({_first_line(exc)}); delete the "
-                       "run's checkpoints folder and start again without --resume") from None
-    if not isinstance(obj, dict) or not {"epoch", "model", "optimizer", "history"} <= set(obj):
-        raise RunError(f"--resume: {path} is not a tl checkpoint (it lacks epoch, model, optimizer or history); "
-                       "start the run again without --resume")
+        raise refuse(_first_line(exc)) from None
+    if not isinstance(obj, dict):
+        raise refuse(f"it holds a {type(obj).__name__}, not a checkpoint")
+    kinds = {"epoch": int, "bad_epochs": int, "model": dict, "optimizer": dict, "history": list}
+    for key, kind in kinds.items():
+        if not isinstance(obj.get(key), kind) or isinstance(obj.get(key), bool):
+            raise refuse(f"{key!r} is {type(obj.get(key)).__name__ if key in obj else 'missing'}, not "
+                         f"{kind.__name__}")
+    for key in ("best", "best_epoch"):
+        if key not in obj or not (obj[key] is None or isinstance(obj[key], (int, float))):
+            raise refuse(f"{key!r} is {'missing' if key not in obj else type(obj[key]).__name__}, not a number")
+    bad = next((k for k, v in obj["model"].items() if not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise refuse(f"the model's {bad!r} is not a tensor")
     return obj
 
 
 def _mismatch(module: torch.nn.Module, state: dict[str, torch.Tensor], exc: BaseException) -> str:
     """What does not fit, in a few words: the first tensor of another shape, and how many are missing or extra
     (``load_state_dict``'s own message is one long line per kind)."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not tensors by name"
     own = module.state_dict()
-    shaped = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    shaped = [k for k in state if k in own and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)]
     missing = [k for k in own if k not in state]
     extra = [k for k in state if k not in own]
     parts = []
     if shaped:
         k = shaped[0]
-        parts.append(f"{k} is {'x'.join(map(str, state[k].shape)) or 'a scalar'} where the model has "
+        parts.append(f"{k} is {'x'.join(map(str, getattr(state[k], 'shape', ()))) or 'a scalar'} where the model has "
                      f"{'x'.join(map(str, own[k].shape)) or 'a scalar'}" + (f", and {len(shaped) - 1} more" if
                                                                              len(shaped) > 1 else ""))
     if missing:

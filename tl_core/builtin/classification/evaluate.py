@@ -31,7 +31,8 @@ def evaluate_run(run_dir: Path, report: dict[str, Any], data_path: str, batch_si
         raise RunError(f"{run_dir} has no {MODEL_FILE}; the run did not finish writing its model")
     pre = report.get("preprocessing")
     if not pre:
-        raise RunError(f"{run_dir}/report.json does not record the preprocessing its model was trained with")
+        raise RunError(f"{run_dir}/report.json does not record the preprocessing its model was trained with; the run "
+                       "folder is damaged: restore it, or train again with tl run")
     classes = report["data"]["classes"]
     fmt = registry("data format").get(recipe.data.format)
     samples = read_new(fmt, data_path, recipe.data, classes)

@@ -7,6 +7,7 @@ Reading checks that every image decodes; a file that does not is skipped, counte
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,12 @@ def read_image_folder(path: str, strict: bool = False, classes: list[str] | None
     if not root.is_dir():
         raise DataError(f"data path {path} does not exist or is not a folder; set data.path to an image folder")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for folder in folders:  # a class name goes into report.json and the model card: it must be text
+        try:
+            folder.name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = folder.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            raise DataError(f"{path}: the class folder {shown!r} has a name that is not UTF-8; rename it") from None
     if not folders:
         raise DataError(f"{path}: no class sub-folders; an image folder holds one sub-folder of images per class")
     if classes is not None:
@@ -123,9 +130,9 @@ def transforms(spec: InputSpec, size: int, augment: bool) -> Any:
         geometry = [v2.RandomResizedCrop(size, scale=(0.5, 1.0), interpolation=mode, antialias=True),
                     v2.RandomHorizontalFlip()]
     else:
-        # torchvision: Resize(resize_size) then CenterCrop(crop_size); timm: floor(size / crop_pct). Rounded, since
-        # 224 / (224 / 236) is 235.99999999999997 in floating point
-        geometry = [v2.Resize(round(size / spec.crop_pct), interpolation=mode, antialias=True),
+        # torchvision: Resize(resize_size) then CenterCrop(crop_size); timm: floor(size / crop_pct), here with a
+        # hair added, since 224 / (224 / 236) is 235.99999999999997 in floating point
+        geometry = [v2.Resize(math.floor(size / spec.crop_pct + 1e-6), interpolation=mode, antialias=True),
                     v2.CenterCrop(size)]
     return v2.Compose(
         [
