@@ -105,7 +105,8 @@ def test_a_recipe_of_yaml_aliases_that_expand_without_end(cli, tmp_path):
     recipe = tmp_path / "laughs.yaml"
     recipe.write_text("\n".join(lines) + "\n")
     assert_refused(cli("run", recipe, "--out", tmp_path / "out"),
-                   r"laughs.yaml: expands to more than 100000 values \(YAML aliases repeating a part\)", tmp_path / "out")
+                   r"laughs.yaml: expands to more than 100000 values \(YAML aliases repeating a part\)",
+                   tmp_path / "out")
 
 
 def test_a_recipe_that_refers_to_itself(cli, tmp_path):
@@ -287,8 +288,8 @@ def test_a_run_in_another_process_holds_its_folder(cli, tiny_plugin, tmp_path, i
     try:
         assert holder.stdout.readline().strip() == "held"
         before = snapshot(out)
-        assert_refused(cli("run", write_recipe(tiny_recipe(image_folder)), "--out", out), r"is in use by another tl run",
-                       out, before)
+        assert_refused(cli("run", write_recipe(tiny_recipe(image_folder)), "--out", out),
+                       r"is in use by another tl run", out, before)
     finally:
         holder.kill()
         holder.wait()

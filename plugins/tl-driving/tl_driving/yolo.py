@@ -8,6 +8,10 @@ start of an epoch), and copies the frozen layers into the EMA model after every 
 ``d * w + (1 - d) * w`` would otherwise change frozen weights in their last bits. The last layer group
 (``detect``) is the task head and always trains.
 
+Ultralytics' ``optimizer_step`` always clips the gradients' total norm at 10.0. A recipe's ``train.max_grad_norm``
+replaces that number for the run (:func:`clip_norm`, around ultralytics' own ``optimizer_step``); unset, ultralytics'
+10.0 stays. The norm applied is ``max_grad_norm`` in the report.
+
 Ultralytics' ``.pt`` checkpoints are pickles; they are read with ultralytics' own restricted loader
 (``weights_only=True`` and an allow-list of its layer classes), never with arbitrary unpickling.
 
@@ -79,6 +83,63 @@ def integrations(names: Sequence[str] = (), log: Callable[[str], None] | None = 
         yield
     finally:
         package.add_integration_callbacks = original
+
+
+ULTRALYTICS_MAX_GRAD_NORM = 10.0  # what ultralytics' BaseTrainer.optimizer_step clips at, always
+
+
+@contextmanager
+def clip_norm(max_norm: float) -> Iterator[list[float]]:
+    """While inside, ``torch.nn.utils.clip_grad_norm_`` clips at ``max_norm`` whatever its caller asks for: how
+    ``train.max_grad_norm`` replaces the 10.0 that ultralytics' ``optimizer_step`` passes it, without copying that
+    method (its unscaling, its NPU branch, its EMA update stay ultralytics'). Yields the list of the norms callers
+    asked for, one per call (empty: nothing clipped through it)."""
+    import torch
+
+    asked: list[float] = []
+    original = torch.nn.utils.clip_grad_norm_
+
+    def clip(parameters: Any, *args: Any, **kwargs: Any) -> Any:
+        if args:
+            asked.append(float(args[0]))
+            args = (max_norm, *args[1:])
+        else:
+            asked.append(float(kwargs.get("max_norm", float("nan"))))
+            kwargs["max_norm"] = max_norm
+        return original(parameters, *args, **kwargs)
+
+    torch.nn.utils.clip_grad_norm_ = clip
+    try:
+        yield asked
+    finally:
+        torch.nn.utils.clip_grad_norm_ = original
+
+
+def trainer_class(model: Any, max_grad_norm: float | None) -> type:
+    """Ultralytics' detection trainer on tl's model (not rebuilt from the YAML, which would resize the class branches
+    for the new class count and drop the warm-started rows), clipping at ``max_grad_norm`` (``None``: ultralytics'
+    own 10.0)."""
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    class Trainer(DetectionTrainer):
+        def get_model(self, cfg: Any = None, weights: Any = None, verbose: bool = True) -> Any:
+            return model
+
+        def optimizer_step(self) -> None:
+            if max_grad_norm is None:
+                return super().optimizer_step()
+            with clip_norm(max_grad_norm) as asked:
+                super().optimizer_step()
+            if not asked:  # an ultralytics that clips another way: refuse rather than ignore the recipe
+                import ultralytics
+
+                raise TLError(f"train.max_grad_norm: ultralytics {ultralytics.__version__} no longer clips through "
+                              "torch.nn.utils.clip_grad_norm_, so tl cannot apply it; remove train.max_grad_norm "
+                              "from the YOLO recipe, or use a torchvision detector head (faster-rcnn, retinanet, "
+                              "fcos, ssdlite)")
+            return None
+
+    return Trainer
 
 
 def read_checkpoint(path: Any, what: str) -> dict[str, Any]:
@@ -251,15 +312,8 @@ def train(recipe: Recipe, det: YoloDetector, data: Any, ctx: RunContext) -> Any:
                 f"val_map_50 {row['val_map_50']:.4f}  {row['seconds']:.1f}s")
         ctx.epoch_end(row["epoch"], row)
 
-    from ultralytics.models.yolo.detect import DetectionTrainer
-
-    class Trainer(DetectionTrainer):
-        """Ultralytics' trainer on tl's model: not rebuilt from the YAML (which would resize the class branches
-        for the new class count and drop the warm-started rows)."""
-
-        def get_model(self, cfg: Any = None, weights: Any = None, verbose: bool = True) -> Any:
-            return det.model
-
+    max_grad_norm = recipe.train.max_grad_norm
+    trainer_cls = trainer_class(det.model, max_grad_norm)
     yolo = YOLO(det.cfg, task="detect")
     yolo.model = det.model
     for event, fn in (("on_train_epoch_start", on_train_epoch_start), ("on_train_batch_end", on_train_batch_end),
@@ -271,7 +325,7 @@ def train(recipe: Recipe, det: YoloDetector, data: Any, ctx: RunContext) -> Any:
         if ctx.quiet:
             LOGGER.setLevel(logging.WARNING)
         try:
-            _fit(yolo, recipe, det, data, ctx, yaml_path, device, state, Trainer)
+            _fit(yolo, recipe, det, data, ctx, yaml_path, device, state, trainer_cls)
         finally:
             LOGGER.setLevel(level)
         trainer = yolo.trainer
@@ -291,6 +345,7 @@ def train(recipe: Recipe, det: YoloDetector, data: Any, ctx: RunContext) -> Any:
         seconds=time.perf_counter() - state["start"],
         info={"trainer": "ultralytics", "frozen_layers": frozen_now, "frozen_layers_changed": drift,
               "integrations": list(yolo_options(recipe).integrations),
+              "max_grad_norm": ULTRALYTICS_MAX_GRAD_NORM if max_grad_norm is None else max_grad_norm,
               "feature_cache": {"used": False, "reason": "ultralytics trains on augmented whole images"},
               "preprocessing": {"size": det.size}},
     )

@@ -133,3 +133,56 @@ def test_a_backbone_that_cannot_be_a_segmentation_encoder(tl, med_seg_folder, tm
     code, _, stderr = tl("run", "medical/seg-2d", "--out", tmp_path / "run", "--set", f"data.path={med_seg_folder}",
                          "--set", "backbone.name=resnet18", "--set", "backbone.weights=none")
     assert code == 2 and "cannot be a segmentation encoder" in stderr
+
+
+# ---------------------------------------------------------------- the positive class is recorded, and said
+
+TINY = ("--set", "data.options.size=32", "--set", "train.epochs=1", "--set", "train.batch_size=4",
+        "--set", "policy.name=feature-extraction", "--set", "data.augment=false", "--set", "compare.scratch=false",
+        "--set", "backbone.weights=none")
+
+
+def test_the_default_positive_class_is_recorded_and_warned_about(tl, med_png_folder, tmp_path):
+    out = tmp_path / "run"  # lesion/ + normal/: sorted, the last (the default positive class) is "normal"
+    code, _, stderr = tl("run", "medical/xray-2d", "--out", out, "--set", f"data.path={med_png_folder}", *TINY)
+    assert code == 0, stderr
+    report = report_of(out)
+    assert report["data"]["classes"] == ["lesion", "normal"] and report["positive_class"] == "normal"
+    assert stderr.count("positive class: normal") == 1
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and "'normal' as the positive class" in warnings[0]
+    assert "data.options.positive_class=lesion" in warnings[0]
+
+
+def test_a_given_positive_class_is_recorded_without_a_warning(tl, med_png_folder, tmp_path):
+    out = tmp_path / "run"
+    code, _, stderr = tl("run", "medical/xray-2d", "--out", out, "--quiet", "--set", f"data.path={med_png_folder}",
+                         "--set", "data.options.positive_class=lesion", *TINY)
+    assert code == 0, stderr
+    assert report_of(out)["positive_class"] == "lesion"
+    assert "warning" not in stderr
+
+
+@pytest.mark.parametrize(("classes", "given", "quiet", "positive", "warned"), [
+    (["lesion", "normal"], None, True, "normal", True),  # a warning is not an epoch line: shown under --quiet
+    (["disease", "Healthy"], None, False, "Healthy", True),  # case-insensitive
+    (["Benign", "malignant"], None, False, "malignant", False),
+    (["benign", "malignant"], "benign", False, "benign", False),  # asked for: no warning
+    (["a", "b", "normal"], None, False, None, False),  # several classes: macro averages
+])
+def test_the_positive_class_line_and_warning(classes, given, quiet, positive, warned):
+    import io
+
+    from rich.console import Console
+
+    from tl_core.api import RunContext
+    from tl_medical.data import as_options
+    from tl_medical.tasks import announce_positive
+
+    buffer = io.StringIO()
+    ctx = RunContext(recipe=None, out=None, console=Console(file=buffer, width=200), quiet=quiet)
+    options = as_options({"classes": classes, "positive_class": given})
+    assert announce_positive(classes, options, ctx) == positive and ctx.info["positive_class"] == positive
+    lines = buffer.getvalue().splitlines()
+    assert [line.startswith("warning") for line in lines].count(True) == warned
+    assert len(lines) == (0 if quiet else 1) + warned

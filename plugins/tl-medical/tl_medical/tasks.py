@@ -11,6 +11,8 @@ from tl_core.api import InputSpec, ModelBundle, TaskSpec
 if TYPE_CHECKING:
     from tl_core.api import Recipe, RunContext, TrainResult
 
+#: class names that usually mean "no finding": made the positive class only by default, they get a warning
+NEGATIVE_NAMES = frozenset({"normal", "negative", "healthy", "control", "benign"})
 
 
 @dataclass
@@ -79,7 +81,41 @@ def task_spec(clf: MedicalClassifier, **more: Any) -> TaskSpec:
                     **more)
 
 
+def positive_class(classes: list[str], options: Any) -> str | None:
+    """The class sensitivity, specificity and ROC AUC score as positive: ``data.options.positive_class``, else the
+    last of two classes; ``None`` with more classes and none given (one-vs-rest, macro)."""
+    from tl_medical.metrics import positive_index
+
+    index = positive_index(list(classes), options.positive_class)
+    return None if index is None else list(classes)[index]
+
+
+def announce_positive(classes: list[str], options: Any, ctx: RunContext) -> str | None:
+    """Record the resolved positive class in the run's report (``positive_class``), say it once in the run log, and
+    warn when the default made a class named like a negative one (``normal``, ``healthy``...) the positive one."""
+    positive = positive_class(classes, options)
+    ctx.info["positive_class"] = positive
+    if ctx.name != "transfer":  # the from-scratch comparison scores the same class: said once
+        return positive
+    if positive is None:
+        ctx.log(f"positive class: none ({len(classes)} classes): sensitivity, specificity and ROC AUC are one-vs-rest "
+                "macro averages; set data.options.positive_class to score one class against the rest")
+        return positive
+    given = "data.options.positive_class" if options.positive_class is not None else "the last class, by default"
+    ctx.log(f"positive class: {positive} ({given}): sensitivity, specificity and ROC AUC score it against the rest")
+    if options.positive_class is None and positive.lower() in NEGATIVE_NAMES and ctx.main_process:
+        others = [c for c in classes if c != positive]
+        # a warning, not an epoch line: shown under --quiet too
+        ctx.console.print(
+            f"[yellow]warning[/] sensitivity, specificity and ROC AUC treat {positive!r} as the positive class (the "
+            f"last class), though it is named like a negative one; to score {others[-1]!r} instead, set "
+            f"data.options.positive_class: {others[-1]} in the recipe (or --set data.options.positive_class="
+            f"{others[-1]})", highlight=False, soft_wrap=True)
+    return positive
+
+
 def train(recipe: Recipe, clf: MedicalClassifier, data: Any, ctx: RunContext) -> TrainResult:
     from tl_core.api import train_task
 
+    announce_positive(data.classes, clf.options, ctx)
     return train_task(recipe, clf, data, ctx, task_spec(clf))

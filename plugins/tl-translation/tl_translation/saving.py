@@ -1,8 +1,15 @@
 """Saving a trained translation model in its own ecosystem's format: ``RUN/model/`` as ``save_pretrained`` writes
-it (tokenizer included), and with adapters ``RUN/adapter/`` as peft writes it."""
+it (tokenizer included), and with adapters ``RUN/adapter/`` as peft writes it.
+
+Each folder is written aside (``RUN/.model.tmp``), every file in it and the folder itself flushed to disk
+(``fsync``), then renamed into place and the rename made durable (``fsync`` of ``RUN``): after a power loss, a
+``report.json`` never sits beside an empty or half-written model (what the core's ``write_atomic`` does for one
+file, done for a folder that a library's own writer filled).
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +18,42 @@ if TYPE_CHECKING:
     from tl_translation.models import Translator
 
 MODEL_DIR = "model"
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush ``folder``'s entries (the names of its files, a rename in it) to disk; a no-op where a folder cannot be
+    opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def sync_tree(folder: Path) -> None:
+    """``fsync`` every file under ``folder``, then every folder under it, deepest first, and ``folder`` itself."""
+    for root, _dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            path = Path(root) / name
+            if path.is_symlink():
+                continue
+            with open(path, "rb+") as fh:  # writable: fsync needs it on some systems
+                os.fsync(fh.fileno())
+        _fsync_folder(Path(root))
+
+
+def commit_folder(tmp: Path, target: Path) -> None:
+    """Make the folder ``tmp`` (filled by a library's own writer) durable, replace ``target`` with it, and make the
+    rename durable."""
+    sync_tree(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.replace(target)
+    _fsync_folder(target.parent)
 
 
 def save_model(bundle: Translator, out: Path) -> Path:
@@ -32,14 +75,12 @@ def save_model(bundle: Translator, out: Path) -> Path:
         adapter, adapter_tmp = out / "adapter", out / ".adapter.tmp"
         shutil.rmtree(adapter_tmp, ignore_errors=True)
         save_adapters(model, bundle.tokenizer, adapter_tmp)
-        shutil.rmtree(adapter, ignore_errors=True)
-        adapter_tmp.replace(adapter)
+        commit_folder(adapter_tmp, adapter)
         model = merge(copy.deepcopy(model))
     from tl_translation.generation import set_generation_config
 
     set_generation_config(model.generation_config, bundle.generation)  # generate() unasked translates as tl does
     model.save_pretrained(str(tmp))
     bundle.tokenizer.save_pretrained(str(tmp))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.replace(target)
+    commit_folder(tmp, target)
     return target
