@@ -136,3 +136,47 @@ def test_yolo_coco_weights_fail_offline_with_a_hint():
 
     with pytest.raises(WeightsError, match=r"cannot download https://github.com/ultralytics/assets/.*yolo11n.pt"):
         build_backbone(registry("backbone").get("yolo11n"), "coco")
+
+
+# ---------------------------------------------------------------- train.max_grad_norm under ultralytics' trainer
+
+
+def step_of_clipped_gradients(max_grad_norm):
+    """One step of ultralytics' own ``optimizer_step`` (through tl's trainer class) on gradients of norm 100, plain SGD
+    at lr 1: the norm of the weights' change is the norm the gradients were clipped to."""
+    from torch import nn
+
+    from tl_driving.yolo import trainer_class
+
+    model = nn.Linear(4, 1)
+    cls = trainer_class(model, max_grad_norm)
+    trainer = cls.__new__(cls)  # ultralytics' __init__ reads a data set: only what optimizer_step uses is set
+    trainer.model, trainer.device, trainer.ema = model, torch.device("cpu"), None
+    trainer.optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    trainer.scaler = torch.amp.GradScaler("cpu", enabled=False)
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 50.0)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    trainer.optimizer_step()
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    return float((after - before).norm())
+
+
+def test_yolo_applies_train_max_grad_norm_instead_of_ultralytics_10():
+    import torch.nn.utils
+
+    original = torch.nn.utils.clip_grad_norm_
+    assert step_of_clipped_gradients(0.5) == pytest.approx(0.5, rel=1e-4)
+    assert step_of_clipped_gradients(None) == pytest.approx(10.0, rel=1e-4)  # unset: ultralytics' own 10.0
+    assert torch.nn.utils.clip_grad_norm_ is original  # put back after each step
+
+
+def test_yolo_refuses_max_grad_norm_when_ultralytics_stops_clipping_through_torch(monkeypatch):
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from tl_core.api import TLError
+
+    monkeypatch.setattr(BaseTrainer, "optimizer_step", lambda self: self.optimizer.step())
+    with pytest.raises(TLError, match=r"train\.max_grad_norm: ultralytics .* no longer clips.*remove "
+                                      r"train\.max_grad_norm from the YOLO recipe"):
+        step_of_clipped_gradients(0.5)
