@@ -85,3 +85,24 @@ def test_yolo_recipe_runs_offline_from_its_yaml_on_coco_data(scenes, tmp_path):
     assert [row["epoch"] for row in report["epochs"]] == [1, 2]
     assert (out / "yolo-data" / "data.yaml").is_file() and (out / "model.safetensors").is_file()
     assert {"map_50", "map", "ap_car"} <= set(report["metrics"]["val"])
+
+
+def test_a_torchvision_detector_clips_at_train_max_grad_norm_on_the_core_trainer(scenes, tmp_path, monkeypatch):
+    from accelerate import Accelerator
+
+    from tl_core.recipe import load_recipe
+    from tl_core.run import execute
+
+    norms = []
+    clip = Accelerator.clip_grad_norm_
+
+    def spy(self, parameters, max_norm, *args, **kwargs):
+        norms.append(max_norm)
+        return clip(self, parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", spy)
+    recipe = load_recipe("driving/faster-rcnn", [f"data.path={scenes}", "data.options.image_size=96",
+                                                 "train.epochs=1", "compare.scratch=false", "head.name=ssdlite",
+                                                 "train.max_grad_norm=0.25"])
+    execute(recipe, tmp_path / "run", quiet=True)
+    assert norms and set(norms) == {0.25}  # every step

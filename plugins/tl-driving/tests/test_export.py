@@ -92,6 +92,7 @@ def test_export_of_a_classification_run_is_a_clear_error(tmp_path, monkeypatch, 
     import json
 
     (tmp_path / "report.json").write_text(json.dumps({"recipe": {
-        "task": "image-classification", "backbone": {"name": "mobilenet_v2"}, "data": {"path": "x"}}}))
+        "task": "image-classification", "backbone": {"name": "mobilenet_v2"}, "data": {"path": "x"}},
+        "data": {"classes": ["cat", "dog"]}, "metrics": {}}))  # what read_report asks of a report
     code, captured = tl("export", tmp_path, monkeypatch=monkeypatch, capsys=capsys)
     assert code == 2 and "tl export exports object-detection runs" in captured.err

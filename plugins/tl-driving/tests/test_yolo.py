@@ -180,3 +180,27 @@ def test_yolo_refuses_max_grad_norm_when_ultralytics_stops_clipping_through_torc
     with pytest.raises(TLError, match=r"train\.max_grad_norm: ultralytics .* no longer clips.*remove "
                                       r"train\.max_grad_norm from the YOLO recipe"):
         step_of_clipped_gradients(0.5)
+
+
+def test_a_yolo_run_clips_at_the_recipes_max_grad_norm(yolo_scenes, tmp_path, monkeypatch):
+    import torch.nn.utils
+
+    from tl_core.context import RunContext
+    from tl_core.recipe import load_recipe
+    from tl_driving import yolo
+
+    norms = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def spy(parameters, max_norm, *args, **kwargs):
+        norms.append(max_norm)
+        return clip(parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    recipe = load_recipe("driving/yolo", [f"data.path={yolo_scenes}", "backbone.weights=none", "train.epochs=1",
+                                          "data.options.image_size=64", "train.batch_size=8",
+                                          "train.max_grad_norm=0.25"])
+    detector, data = build(recipe)
+    result = yolo.train(recipe, detector, data, RunContext(recipe=recipe, out=tmp_path / "run", quiet=True))
+    assert norms and set(norms) == {0.25}  # every step of ultralytics' trainer, none at its 10.0
+    assert result.info["max_grad_norm"] == 0.25
