@@ -232,8 +232,9 @@ def test_hook_tl_evaluate_run(tiny_plugin, plugin, cli, tmp_path):
     plugin(Counting())
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "report.json").write_text(json.dumps({"recipe": {
-        "task": "line-count", "backbone": {"name": "tiny"}, "data": {"format": "lines", "path": "x"}}}))
+    (run_dir / "report.json").write_text(json.dumps({"recipe": {  # what tl run writes, at the least
+        "task": "line-count", "backbone": {"name": "tiny"}, "data": {"format": "lines", "path": "x"}},
+        "data": {}, "metrics": {}}))
     (tmp_path / "new.txt").write_text("a\nb\nc\n")
     code, stdout, stderr = cli("evaluate", run_dir, "--data", tmp_path / "new.txt")
     assert code == 0, stderr
