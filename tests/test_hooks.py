@@ -245,7 +245,8 @@ def test_hook_tl_evaluate_run(tiny_plugin, plugin, cli, tmp_path):
     assert saved["metrics"] == {"lines": 3.0} and saved["data"] == str(tmp_path / "new.txt")
 
     (run_dir / "report.json").write_text(json.dumps({"recipe": {   # a task no plugin scores: one clear line
-        "task": "line-count", "backbone": {"name": "tiny"}, "data": {"format": "lines", "path": "x"}}}))
+        "task": "line-count", "backbone": {"name": "tiny"}, "data": {"format": "lines", "path": "x"}},
+        "data": {}, "metrics": {}}))
     unregister_plugin("test-plugin")
     plugin(type("OnlyFormat", (), {"tl_register_datasets": Counting.tl_register_datasets})())
     code, _, stderr = cli("evaluate", run_dir, "--data", tmp_path / "new.txt")
