@@ -83,6 +83,8 @@ def show(table: Any, console: Console | None = None) -> None:
         for column, values in zip(columns[1:], cells[1:]):
             if values[i] not in ("", "-"):
                 console.print(f"  {column.header}: {values[i]}", highlight=False)
+    if table.caption:
+        console.print(str(table.caption), highlight=False)
 
 
 def _cell(value: Any) -> str:

@@ -203,6 +203,11 @@ def summary_table(report: dict[str, Any]) -> Table:
     backbone, head, policy = recipe["backbone"], recipe["head"]["name"], recipe["policy"]["name"]
     title = f"{backbone['name']} ({backbone['weights']}) + {head}, {policy}"
     table = Table(title=title)
+    selection = report.get("selection")
+    if selection and report.get("best_epoch"):
+        table.caption = (f"best epoch {report['best_epoch']} of {len(report.get('epochs') or [])}, by "
+                         f"{selection['metric']} on {selection['validation_items']} validation items "
+                         f"(ties: {selection['ties']})")
     table.add_column("split")
     table.add_column("metric")
     table.add_column("transfer", justify="right")

@@ -259,6 +259,7 @@ class Trainer:
         history: list[dict[str, float]] = []
         best: float | None = None
         best_epoch: int | None = None
+        best_loss: float | None = None  # the validation loss of the best epoch: what breaks a tie of the metric
         bad_epochs = 0
         start = 0
         checkpoint: dict[str, Any] | None = None
@@ -273,6 +274,7 @@ class Trainer:
             checkpoint = read_checkpoint(path)
             start = int(checkpoint["epoch"])
             history, best, best_epoch = checkpoint["history"], checkpoint["best"], checkpoint["best_epoch"]
+            best_loss = checkpoint.get("best_loss")  # a checkpoint of tl 0.2 has none
             bad_epochs = int(checkpoint["bad_epochs"])
             load_run_state(self.model, path, checkpoint["model"], "the checkpoint's model")
 
@@ -380,16 +382,21 @@ class Trainer:
                     current = -row["train_loss"]
                 row["seconds"] = time.perf_counter() - epoch_start
                 history.append(row)
-                improved = best is None or current > best
-                if improved:
-                    best, best_epoch, bad_epochs = current, epoch + 1, 0
+                # a tiny validation set ties often (accuracy 1.0 from epoch 6 on): a tie goes to the lower validation
+                # loss, and - loss equal too, or none - to the later epoch, which does not count as progress for
+                # early stopping
+                loss = val.get("loss") if val_loader is not None and cfg.metric != "loss" else None
+                tied = best is not None and current == best
+                better = best is None or current > best or (
+                    tied and loss is not None and best_loss is not None and loss < best_loss)
+                if better or (tied and (loss is None or best_loss is None or loss == best_loss)):
+                    best, best_epoch, best_loss = current, epoch + 1, loss
                     self._save_best()
-                else:
-                    bad_epochs += 1
+                bad_epochs = 0 if better else bad_epochs + 1
                 stop = cfg.patience is not None and bad_epochs >= cfg.patience
                 self._save_checkpoint({
                     "epoch": epoch + 1, "model": acc.unwrap_model(self.model).state_dict(),
-                    "optimizer": optimizer.state_dict(), "history": history, "best": best,
+                    "optimizer": optimizer.state_dict(), "history": history, "best": best, "best_loss": best_loss,
                     "best_epoch": best_epoch, "bad_epochs": bad_epochs, "stopped_early": stop,
                     **self._scaler_state(),
                 })
@@ -406,9 +413,16 @@ class Trainer:
         if best_file.is_file():
             load_run_state(model, best_file, what="the best epoch's model")
         self.model = model
+        selection = {
+            "metric": cfg.metric if val_set is not None else "train_loss",
+            "validation_items": len(val_set) if val_set is not None else 0,
+            "ties": "lower validation loss, then the later epoch" if val_set is not None and cfg.metric != "loss"
+            and self.steps is None else "the later epoch",
+        }
         return components.TrainResult(
             model=model, history=history, metrics={}, best_epoch=best_epoch,
             metric=cfg.metric, stopped_early=stopped_early, seconds=time.perf_counter() - start_time,
+            info={"selection": selection},
         )
 
 
