@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import tiny_recipe
@@ -170,3 +172,33 @@ def test_tl_policies_lists_a_required_option_as_required(cli):
     assert "frozen" not in rows["freeze-groups"]["options"] and rows["fine-tune"]["required"] == []
     code, stdout, _ = cli("policies")
     assert "frozen (required)" in stdout and "Undefined" not in stdout
+
+
+def test_l2_sp_keeps_the_backbone_nearer_its_pretrained_weights(tiny_plugin, image_folder, write_recipe, cli,
+                                                                tmp_path):
+    """Same seed and budget: alpha 0 is fine-tuning exactly; alpha 1 ends nearer w0, and its penalty is recorded."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from tl_core.weights import read_state_dict
+
+    w0 = read_state_dict(Path(tiny_plugin.spec.weights[0].location), "tiny")
+
+    def distance(policy: dict, name: str) -> tuple[float, dict]:
+        out = tmp_path / name
+        recipe = tiny_recipe(image_folder, policy=policy, train={"epochs": 3, "lr": 0.05, "weight_decay": 0.0})
+        code, _, stderr = cli("run", write_recipe(recipe, f"{name}.yaml"), "--out", out, "--quiet")
+        assert code == 0, stderr
+        after = load_file(str(out / "checkpoints" / "best.safetensors"))
+        moved = sum(float((after[f"backbone.{k}"] - v).pow(2).sum()) for k, v in w0.items()
+                    if f"backbone.{k}" in after and after[f"backbone.{k}"].is_floating_point()
+                    and "running" not in k)
+        return moved ** 0.5, json.loads((out / "report.json").read_text())
+
+    plain, _ = distance({"name": "fine-tune", "backbone_lr_mult": 1.0}, "fine-tune")
+    zero, _ = distance({"name": "l2-sp", "alpha": 0.0}, "l2-sp-0")
+    pulled, report = distance({"name": "l2-sp", "alpha": 1.0}, "l2-sp-1")
+    assert zero == pytest.approx(plain, rel=1e-6)
+    assert pulled < 0.8 * plain
+    assert all(row["train_penalty"] >= 0 for row in report["epochs"]) and report["epochs"][-1]["train_penalty"] > 0

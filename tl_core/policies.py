@@ -193,8 +193,33 @@ class ProbeThenFineTune(FreezePolicy):
         return self._trainable(n_groups, [epoch >= self.options.probe_epochs] * n_groups)
 
 
+class L2SP(FreezePolicy):
+    """L2-SP (Li, Grandvalet and Davoine, ICML 2018): everything trains, and every batch's loss gains
+    ``alpha x |w - w0|^2`` over the backbone's parameters, ``w0`` being their pre-trained values as built, so that
+    the penalty - not a smaller learning rate - keeps the backbone near what it learnt. The paper's form also drops
+    plain weight decay on the backbone; here ``train.weight_decay`` still applies (set it to 0 for the paper's)."""
+
+    name = "l2-sp"
+    description = "everything trains, pulled towards the pre-trained backbone by alpha x |w - w0|^2 on every batch"
+    batchnorm = "option bn (default train): train, freeze-stats or freeze"
+    Options = f"{OPTIONS}:L2SPOptions"
+
+    def plan(self, n_groups: int, epoch: int, epochs: int) -> list[GroupState]:
+        return self._trainable(n_groups, [True] * n_groups)
+
+    def loss_term(self, model: nn.Module) -> Callable[[nn.Module], torch.Tensor] | None:
+        alpha = self.options.alpha
+        anchors = {name: p.detach().clone() for name, p in model.backbone.named_parameters()}
+
+        def pull(trained: nn.Module) -> torch.Tensor:
+            terms = [((p - anchors[name]) ** 2).sum() for name, p in trained.backbone.named_parameters()]
+            return alpha * sum(terms[1:], terms[0])
+
+        return pull
+
+
 CORE_POLICIES: tuple[type[FreezePolicy], ...] = (
-    FeatureExtraction, FineTune, FreezeFirst, FreezeGroups, GradualUnfreeze, ProbeThenFineTune,
+    FeatureExtraction, FineTune, FreezeFirst, FreezeGroups, GradualUnfreeze, L2SP, ProbeThenFineTune,
 )
 
 

@@ -34,3 +34,9 @@ class FreezeGroupsOptions(FineTuneOptions):
 
 class ProbeThenFineTuneOptions(FineTuneOptions):
     probe_epochs: int = Field(1, ge=0, description="epochs of linear probing (frozen backbone) before fine-tuning")
+
+
+class L2SPOptions(FineTuneOptions):
+    alpha: float = Field(0.01, ge=0, description="strength of the pull alpha x |w - w0|^2 towards the pre-trained "
+                                                 "backbone weights w0")
+    backbone_lr_mult: float = Field(1.0, gt=0, description="backbone LR = head LR x this")
