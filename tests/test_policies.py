@@ -202,3 +202,42 @@ def test_l2_sp_keeps_the_backbone_nearer_its_pretrained_weights(tiny_plugin, ima
     assert zero == pytest.approx(plain, rel=1e-6)
     assert pulled < 0.8 * plain
     assert all(row["train_penalty"] >= 0 for row in report["epochs"]) and report["epochs"][-1]["train_penalty"] > 0
+
+
+def test_adabn_changes_only_the_batchnorm_statistics_to_the_target_datas(tiny_plugin, image_folder):
+    """After AdaBN the first BatchNorm's running mean is the mean of its input over the data (one batch: exact);
+    every parameter is as it was, and so is every module's train/eval mode."""
+    from conftest import tiny_factory
+
+    from tl_core.builtin.classification.images import ImageDataset, read_image_folder, transforms
+    from tl_core.components import InputSpec
+    from tl_core.task import adapt_batchnorm
+
+    backbone = tiny_factory().eval()
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    dataset = ImageDataset(read_image_folder(str(image_folder)), transforms(InputSpec(size=16, mean=(0.5,) * 3,
+                                                                                      std=(0.5,) * 3), 16, False))
+    done = adapt_batchnorm(backbone, dataset, batch_size=64)
+    assert done == {"layers": 3, "items": 24}
+    after = backbone.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed and all("running" in k or "num_batches" in k for k in changed)
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    with torch.no_grad():
+        first = backbone.features[0][0](images)  # the first convolution: what the first BatchNorm sees
+    assert torch.allclose(after["features.0.1.running_mean"], first.mean((0, 2, 3)), atol=1e-5)
+    assert not backbone.training and backbone.features[0][1].momentum == 0.1
+
+
+def test_a_run_with_adabn_records_it_and_caches_apart(tiny_plugin, image_folder, write_recipe, cli, tmp_path):
+    import json
+
+    for adabn, name in ((False, "plain"), (True, "adabn")):
+        recipe = tiny_recipe(image_folder, policy={"name": "feature-extraction"}, backbone={"adabn": adabn},
+                             train={"epochs": 1})
+        code, _, stderr = cli("run", write_recipe(recipe, f"{name}.yaml"), "--out", tmp_path / name)
+        assert code == 0, stderr
+    report = json.loads((tmp_path / "adabn" / "report.json").read_text())
+    assert report["adabn"] == {"layers": 3, "items": 18}  # the training split
+    assert report["feature_cache"]["hits"]["train"] is False  # not the plain run's features
+    assert "adabn: re-estimated 3 BatchNorm layers' statistics on 18 training items" in stderr

@@ -26,6 +26,10 @@ class BackboneConfig(_Section):
     allow_partial: bool = Field(
         False, description="train even when the weights leave most of the backbone's tensors missing or re-initialised"
     )
+    adabn: bool = Field(
+        False, description="AdaBN: re-estimate the backbone's BatchNorm statistics on the training data before "
+                           "training (only the running statistics change)"
+    )
 
     @property
     def random_init(self) -> bool:

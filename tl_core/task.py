@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from tl_core import features
 from tl_core.components import ModelBundle, TaskSpec, TrainResult
+from tl_core.errors import RecipeError
 from tl_core.plugins import registry
 from tl_core.policies import FreezePolicy, apply_plan
 from tl_core.train import resolve_device, run_trainer
@@ -61,6 +62,15 @@ def train_task(recipe: Recipe, bundle: ModelBundle, data: Any, ctx: RunContext, 
     why_not = cache_decision(recipe, policy, task, splits)
     info: dict[str, Any] = {"preprocessing": task.preprocessing,
                             "feature_cache": {"used": why_not is None, "reason": why_not}}
+    if recipe.backbone.adabn:
+        if task.steps is not None:
+            raise RecipeError(f"backbone.adabn: task {recipe.task!r} trains with its own steps, and AdaBN here "
+                              "adapts the backbones of classification tasks; remove backbone.adabn")
+        info["adabn"] = adapt_batchnorm(bundle.model.backbone, task.make_dataset(splits["train"], False),
+                                        recipe.train.batch_size, task.steps.collate if task.steps else None,
+                                        resolve_device(recipe.train.device))
+        ctx.log(f"adabn: re-estimated {info['adabn']['layers']} BatchNorm layers' statistics on "
+                f"{info['adabn']['items']} training items")
     if why_not is None:
         sets, hits = _cached_features(recipe, bundle, splits, task, ctx)
         info["feature_cache"]["hits"] = hits
@@ -86,6 +96,39 @@ def train_task(recipe: Recipe, bundle: ModelBundle, data: Any, ctx: RunContext, 
     return result
 
 
+def adapt_batchnorm(backbone: Any, dataset: Any, batch_size: int, collate: Any = None, device: str = "cpu"
+                    ) -> dict[str, Any]:
+    """AdaBN (Li et al. 2016): every BatchNorm layer of ``backbone`` gets the mean and variance of its inputs over
+    ``dataset`` (the target data, without augmentation) in place of the source data's, in one pass without
+    gradients (the average of the batches' statistics, as BatchNorm's cumulative mode keeps it). Nothing else
+    changes: parameters, momentum and train/eval mode are as they were. Returns how many layers and items."""
+    import torch
+    from torch.nn.modules.batchnorm import _BatchNorm
+    from torch.utils.data import DataLoader
+
+    layers = [m for m in backbone.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    if not layers:
+        return {"layers": 0, "items": 0}
+    was_training = {m: m.training for m in backbone.modules()}
+    momenta = {m: m.momentum for m in layers}
+    backbone.to(device)
+    backbone.eval()
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+        m.train()
+    items = 0
+    with torch.no_grad():
+        for x, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
+            backbone(x.to(device))
+            items += len(x)
+    for m in layers:
+        m.momentum = momenta[m]
+    for m, training in was_training.items():
+        m.train(training)
+    return {"layers": len(layers), "items": items}
+
+
 def _cached_features(recipe: Recipe, bundle: ModelBundle, splits: dict[str, Any], task: TaskSpec,
                      ctx: RunContext) -> tuple[dict[str, Any], dict[str, bool]]:
     """Each split's features from the frozen backbone, computed once and cached on disk, as tensor datasets."""
@@ -101,7 +144,8 @@ def _cached_features(recipe: Recipe, bundle: ModelBundle, splits: dict[str, Any]
         if not samples:
             sets[name] = None
             continue
-        key = features.cache_key(recipe.backbone.name, weights, task.preprocessing, samples)
+        adapted = "+adabn" if recipe.backbone.adabn else ""  # statistics of this data: another backbone's features
+        key = features.cache_key(recipe.backbone.name, weights + adapted, task.preprocessing, samples)
         feats, hits[name], path = features.cached(
             bundle.model.backbone, task.make_dataset(samples, False), key, recipe.train.batch_size, device
         )
