@@ -208,6 +208,13 @@ def summary_table(report: dict[str, Any]) -> Table:
         table.caption = (f"best epoch {report['best_epoch']} of {len(report.get('epochs') or [])}, by "
                          f"{selection['metric']} on {selection['validation_items']} validation items "
                          f"(ties: {selection['ties']})")
+    fit = report.get("fit")
+    if fit:
+        lines = [str(table.caption or ""), f"stopped after {fit['epochs_run']} epochs: {fit['stopped']}"]
+        if fit.get("overfitting"):
+            lines.append(f"overfitting: validation loss {fit['val_loss_rise_after']:+.0%} since its lowest, at epoch "
+                         f"{fit['val_loss_lowest_epoch']}, while the training loss kept falling")
+        table.caption = "\n".join(line for line in lines if line)
     table.add_column("split")
     table.add_column("metric")
     table.add_column("transfer", justify="right")

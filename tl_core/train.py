@@ -422,8 +422,42 @@ class Trainer:
         return components.TrainResult(
             model=model, history=history, metrics={}, best_epoch=best_epoch,
             metric=cfg.metric, stopped_early=stopped_early, seconds=time.perf_counter() - start_time,
-            info={"selection": selection},
+            info={"selection": selection, "fit": fit_watch(history, stopped_early, cfg.epochs, cfg.patience,
+                                                          cfg.metric)},
         )
+
+
+RISE = 0.10  # validation loss this far above its minimum, while training loss fell, is called overfitting
+
+
+def fit_watch(history: list[dict[str, float]], stopped_early: bool, epochs: int, patience: int | None,
+              metric: str) -> dict[str, Any]:
+    """Why training stopped, and an overfitting watch over the epochs: the gap between validation and training loss
+    at each epoch, the epoch of the lowest validation loss, and how far it rose after it. ``overfitting`` is true
+    when the last validation loss lies more than 10% above its minimum while the training loss went on falling
+    - a rule of thumb, said as such in the report."""
+    done = len(history)
+    out: dict[str, Any] = {
+        "epochs_run": done,
+        "stopped": (f"early stop: no better {metric} for {patience} epochs" if stopped_early
+                    else f"the budget of {epochs} epochs"),
+    }
+    rows = [r for r in history if "val_loss" in r and "train_loss" in r]
+    if not rows:
+        return out
+    gaps = [r["val_loss"] - r["train_loss"] for r in rows]
+    lowest = min(rows, key=lambda r: r["val_loss"])
+    last = rows[-1]
+    rise = (last["val_loss"] - lowest["val_loss"]) / max(abs(lowest["val_loss"]), 1e-12)
+    still_learning = last["train_loss"] < lowest["train_loss"]
+    out.update({
+        "loss_gap": gaps,
+        "val_loss_lowest_epoch": int(lowest["epoch"]),
+        "val_loss_rise_after": rise,
+        "overfitting": bool(rise > RISE and still_learning),
+        "rule": f"validation loss over {RISE:.0%} above its lowest while the training loss kept falling",
+    })
+    return out
 
 
 def _epoch_line(row: dict[str, float], epochs: int, name: str) -> str:
