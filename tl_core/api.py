@@ -56,6 +56,8 @@ __all__ = [
     "beside",
     "build_backbone",
     "cache_dir",
+    "commit_file",
+    "commit_folder",
     "core_backbone",
     "csv_records",
     "decode_text",
@@ -135,8 +137,8 @@ WHERE = {
     "RunContext": "tl_core.context",
     "execute": "tl_core.run",
     **dict.fromkeys(("read_report", "MODEL_FILE"), "tl_core.report"),
-    **dict.fromkeys(("write_atomic", "write_json", "decode_text", "read_text", "parse_json", "read_json",
-                     "parse_yaml", "read_yaml"), "tl_core.files"),
+    **dict.fromkeys(("write_atomic", "write_json", "commit_file", "commit_folder", "decode_text", "read_text",
+                     "parse_json", "read_json", "parse_yaml", "read_yaml"), "tl_core.files"),
     "write_image_folder": "tl_core.sample_data",
 }
 
@@ -196,6 +198,8 @@ if TYPE_CHECKING:  # what a type checker sees: the same names, imported for real
         did_you_mean,
     )
     from tl_core.files import (
+        commit_file,
+        commit_folder,
         decode_text,
         parse_json,
         parse_yaml,

@@ -65,6 +65,25 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
+def commit_folder(tmp: Path, target: Path) -> None:
+    """Make the folder ``tmp`` (filled by a library's own writer, e.g. ``save_pretrained``) durable - every file,
+    then every folder, deepest first - replace ``target`` with it, and make the rename durable: what
+    :func:`commit_file` does for one file."""
+    import shutil
+
+    for root, _dirs, files in os.walk(tmp, topdown=False):
+        for name in files:
+            path = Path(root) / name
+            if path.is_symlink():
+                continue
+            with open(path, "rb+") as fh:  # writable: fsync needs it on some systems
+                os.fsync(fh.fileno())
+        _fsync_folder(Path(root))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.replace(target)
+    _fsync_folder(target.parent)
+
+
 def write_json(path: Path, obj: Any) -> None:
     """``obj`` as indented JSON (anything JSON cannot say is written as its ``str``), atomically."""
     write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")

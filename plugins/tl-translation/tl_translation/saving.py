@@ -9,51 +9,16 @@ file, done for a folder that a library's own writer filled).
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from tl_core.api import commit_folder
 
 if TYPE_CHECKING:
     from tl_translation.models import Translator
 
 MODEL_DIR = "model"
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Flush ``folder``'s entries (the names of its files, a rename in it) to disk; a no-op where a folder cannot be
-    opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def sync_tree(folder: Path) -> None:
-    """``fsync`` every file under ``folder``, then every folder under it, deepest first, and ``folder`` itself."""
-    for root, _dirs, files in os.walk(folder, topdown=False):
-        for name in files:
-            path = Path(root) / name
-            if path.is_symlink():
-                continue
-            with open(path, "rb+") as fh:  # writable: fsync needs it on some systems
-                os.fsync(fh.fileno())
-        _fsync_folder(Path(root))
-
-
-def commit_folder(tmp: Path, target: Path) -> None:
-    """Make the folder ``tmp`` (filled by a library's own writer) durable, replace ``target`` with it, and make the
-    rename durable."""
-    sync_tree(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.replace(target)
-    _fsync_folder(target.parent)
 
 
 def save_model(bundle: Translator, out: Path) -> Path:
