@@ -10,7 +10,7 @@ from typing import Any
 from tl_core.errors import RunError, TLError
 from tl_core.files import write_json
 from tl_core.plugins import hook
-from tl_core.recipe import _SCHEME
+from tl_core.recipe import is_named_data
 from tl_core.report import read_report
 
 
@@ -18,7 +18,7 @@ def evaluate_run(run_dir: Path, data_path: str) -> dict[str, Any]:
     """The answer of the plugin that scores runs of this run's task, with the resolved data path; written to
     ``RUN/evaluations/<data name>.json``."""
     report = read_report(run_dir)
-    if not _SCHEME.match(data_path) and not Path(data_path).exists():  # "bible:ny-en" is a plugin's data set
+    if not is_named_data(data_path) and not Path(data_path).exists():
         raise RunError(f"--data {data_path} does not exist; give data in the run's format "
                        f"({report['recipe']['data'].get('format', 'its data format')})")
     task = (report.get("recipe") or {}).get("task")

@@ -58,11 +58,17 @@ def commit_file(tmp: Path, path: Path) -> None:
     _fsync_folder(path.parent)
 
 
-def _reason(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, at most 160 characters (its type's name when it says nothing): what goes into an
+    error line in brackets."""
     text = str(exc).strip()
-    if "integer string conversion" in text:  # Python's advice (sys.set_int_max_str_digits) is not the user's fix
-        return "an integer of more than 4300 digits"
     return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    if "integer string conversion" in str(exc):  # Python's advice (sys.set_int_max_str_digits) is not the user's fix
+        return "an integer of more than 4300 digits"
+    return first_line(exc)
 
 
 def commit_folder(tmp: Path, target: Path) -> None:

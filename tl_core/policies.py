@@ -193,7 +193,7 @@ class ProbeThenFineTune(FreezePolicy):
         return self._trainable(n_groups, [epoch >= self.options.probe_epochs] * n_groups)
 
 
-class L2SP(FreezePolicy):
+class L2SP(FineTune):
     """L2-SP (Li, Grandvalet and Davoine, ICML 2018): everything trains, and every batch's loss gains
     ``alpha x |w - w0|^2`` over the backbone's parameters, ``w0`` being their pre-trained values as built, so that
     the penalty - not a smaller learning rate - keeps the backbone near what it learnt. The paper's form also drops
@@ -201,11 +201,7 @@ class L2SP(FreezePolicy):
 
     name = "l2-sp"
     description = "everything trains, pulled towards the pre-trained backbone by alpha x |w - w0|^2 on every batch"
-    batchnorm = "option bn (default train): train, freeze-stats or freeze"
-    Options = f"{OPTIONS}:L2SPOptions"
-
-    def plan(self, n_groups: int, epoch: int, epochs: int) -> list[GroupState]:
-        return self._trainable(n_groups, [True] * n_groups)
+    Options = f"{OPTIONS}:L2SPOptions"  # fine-tune's plan and BatchNorm, with its own options and loss term
 
     def loss_term(self, model: nn.Module) -> Callable[[nn.Module], torch.Tensor] | None:
         alpha = self.options.alpha

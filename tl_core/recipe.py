@@ -92,10 +92,16 @@ def _check_depth(value: Any, origin: str) -> None:
 _SCHEME = re.compile(r"^[A-Za-z][\w+.-]+:(?!/)")  # "bible:ny-en", "hf:owner/name" - not "C:/", not "file:/"
 
 
+def is_named_data(value: str) -> bool:
+    """True for a ``scheme:value`` that names something rather than a path: a data set a plugin provides
+    (``bible:ny-en``), a hub id (``hf:owner/name``); not ``C:/...`` or ``file:/...``."""
+    return bool(_SCHEME.match(value))
+
+
 def _looks_like_path(section: str, key: str, value: str) -> bool:
     """Relative paths resolve against the recipe file; a ``scheme:value`` (a data set a plugin provides, a hub
     id) is left as it is."""
-    if _SCHEME.match(value):
+    if is_named_data(value):
         return False
     return (section, key) != ("backbone", "weights") or is_path(value)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from tl_core.errors import RunError, WeightsError
+from tl_core.files import first_line
 
 if TYPE_CHECKING:
     import torch
@@ -329,7 +330,7 @@ def read_run_state(path: Path, what: str = "the run's model") -> dict[str, torch
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises its own SafetensorError, OSError or ValueError
-        raise RunError(f"{path} is damaged or is not a file tl wrote ({_first_line(exc)}); restore it, or train "
+        raise RunError(f"{path} is damaged or is not a file tl wrote ({first_line(exc)}); restore it, or train "
                        "again with tl run") from None
 
 
@@ -361,7 +362,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise refuse(_first_line(exc)) from None
+        raise refuse(first_line(exc)) from None
     if not isinstance(obj, dict):
         raise refuse(f"it holds a {type(obj).__name__}, not a checkpoint")
     kinds = {"epoch": int, "bad_epochs": int, "model": dict, "optimizer": dict, "history": list}
@@ -397,12 +398,7 @@ def _mismatch(module: torch.nn.Module, state: dict[str, torch.Tensor], exc: Base
         parts.append(f"{len(missing)} of its {len(own)} tensors missing (first {missing[0]})")
     if extra:
         parts.append(f"{len(extra)} it does not have (first {extra[0]})")
-    return "; ".join(parts) or _first_line(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0][:160] if text else type(exc).__name__)
+    return "; ".join(parts) or first_line(exc)
 
 
 def savable(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
