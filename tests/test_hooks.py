@@ -16,21 +16,6 @@ from tl_core.policies import FreezePolicy, GroupState
 from tl_core.recipe import load_recipe
 
 
-@pytest.fixture
-def plugin():
-    """Register an object with hookimpls for one test: ``plugin(obj)``."""
-    names = []
-
-    def register(obj, name: str = "test-plugin"):
-        register_plugin(obj, name)
-        names.append(name)
-        return obj
-
-    yield register
-    for name in names:
-        unregister_plugin(name)
-
-
 def test_hook_tl_register_backbones(tiny_plugin, cli):
     code, stdout, _ = cli("backbones", "--json")
     rows = {r["name"]: r for r in json.loads(stdout)}

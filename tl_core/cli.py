@@ -248,6 +248,94 @@ def run(
     _out().print(f"wrote {out_dir}/report.json, metrics.csv, curves.png, {model}")
 
 
+@app.command()
+def diagnose(
+    recipe: Annotated[str, typer.Argument(help="A recipe file or a registered domain/name.")],
+    backbones_: Annotated[str, typer.Option("--backbones", help="Candidate backbones, comma-separated (default: the "
+                                                                "recipe's).")] = "",
+    set_: SetOpt = [],  # noqa: B006
+    as_json: JsonOpt = False,
+) -> None:
+    """Before training: score candidate backbones on the recipe's data (k-NN, linear probe, LogME, H-score; their
+    random-init twins; the shift from the weights' domain) and recommend a backbone and policy, or scratch."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from tl_core.diagnose import diagnose as run_diagnose
+    from tl_core.recipe import load_recipe
+
+    loaded = load_recipe(recipe, set_)
+    names = [b.strip() for b in backbones_.split(",") if b.strip()] or None
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=_err(), transient=True)
+
+    def reporter(label: str, total: int | None) -> Any:
+        task = bar.add_task(f"features: {label}", total=total)
+        return lambda n: bar.advance(task, n)
+
+    with bar:
+        result = run_diagnose(loaded, names, reporter)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    show_diagnosis(result, recipe)
+
+
+def _score(scores: dict[str, Any], key: str) -> str:
+    value = scores.get(key)
+    if value is None:
+        return "-"
+    interval = scores.get(key.replace("accuracy", "interval"))
+    return f"{value:.3f}" + (f" [{interval[0]:.2f}-{interval[1]:.2f}]" if interval else "")
+
+
+def show_diagnosis(result: dict[str, Any], recipe: str) -> None:
+    """``tl diagnose``'s table and recommendation, in words."""
+    from rich.table import Table
+
+    per_class = result["per_class"]
+    counted = (f", {result['classes']} classes ({per_class['min']}-{per_class['max']} per class, chance "
+               f"{result['chance']:.2f})" if per_class else "")
+    table = Table(title=f"{recipe}: {result['items']} {result['unit']}{counted}")
+    for column in ("rank", "backbone", "k-NN", "probe", "LogME", "random-init k-NN / probe", "transfer gain",
+                   "prior", "shift"):
+        table.add_column(column)
+    for c in result["candidates"]:
+        s, r, gain, prior, moved = (c["scores"], c["random_init"]["scores"], c["transfer_gain"], c["prior"],
+                                    c["shift"])
+        first = c.get("first_probability")
+        table.add_row(
+            "-" if c["rank"] is None else f"{c['rank']}" + (f" ({first:.0%} first)" if first is not None else ""),
+            f"{c['backbone']} ({c['weights']})",
+            _score(s, "knn_accuracy"), _score(s, "probe_accuracy"),
+            "-" if s.get("logme") is None else f"{s['logme']:.3f}",
+            f"{_score(r, 'knn_accuracy').split(' ')[0]} / {_score(r, 'probe_accuracy').split(' ')[0]}"
+            if "knn_accuracy" in r else ("-" if r.get("logme") is None else f"LogME {r['logme']:.3f}"),
+            "-" if gain is None else f"{gain['value']:+.3f}" + ("" if gain["helps"] else " (none)"),
+            "-" if prior is None else f"{prior['source_accuracy']:g}%" + (f" {prior['on']}" if prior["on"] else ""),
+            "not measured" if moved is None else ("detected" if moved["detected"] else "none") +
+            f" (p={moved['p_value']:.3f})",
+        )
+    show(table)
+    for c in result["candidates"]:
+        for note in [*c["scores"].get("notes", []), *c["random_init"]["scores"].get("notes", [])][:2]:
+            _out().print(f"{c['backbone']}: {note}", highlight=False, soft_wrap=True)
+        if c["shift"]:
+            _out().print(f"{c['backbone']}: {c['shift']['plain']}", highlight=False, soft_wrap=True)
+    advice = result["recommendation"]
+    if advice["policy"] is None:
+        _out().print(f"no recommendation: {advice['why'][0]}", highlight=False, soft_wrap=True)
+        return
+    _out().print(f"[bold]recommendation[/] ({advice['confidence']} confidence): {advice['policy']} with "
+                 f"{advice['backbone']}", highlight=False, soft_wrap=True)
+    for line in advice["why"]:
+        _out().print(f"  - {line}", highlight=False, soft_wrap=True)
+    sets = " ".join(f"--set {s}" for s in advice["set"])
+    _out().print(f"  try: tl run {recipe} --out RUN {sets} --set compare.scratch=true", highlight=False,
+                 soft_wrap=True)
+    _out().print("  how these are decided: tl diagnose --json (rules); docs/user_guide.md, \"Should I transfer?\"",
+                 highlight=False, soft_wrap=True)
+
+
 @app.command("new-plugin")
 def new_plugin(
     name: Annotated[str, typer.Argument(help="The plugin's name (its entry point), e.g. birds.")],

@@ -248,3 +248,27 @@ class TaskSpec:
     no_cache: str | None = None
     saved: Any = None
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FeatureSet:
+    """What ``tl_extract_features`` answers: one feature vector per labelled item of the target data, from one
+    forward pass of the model's backbone (no gradient), for ``tl diagnose`` to score.
+
+    ``features`` is a ``(n, d)`` tensor. ``labels`` (``(n,)`` integers, the class of each item) is given where the
+    task has classes; a task without classes gives real-valued ``targets`` ``(n, k)`` instead (scored by LogME's
+    regression form only). ``unit`` names the items (``"images"``, ``"boxes"``, ``"sentence pairs"``) and ``how``
+    says in a few words how the features were made (``"pooled backbone output"``). ``reference`` is the same
+    backbone's features ``(m, d)`` of a small sample of the data its weights were trained on, when the weights
+    entry carries one (``reference_name`` says what it is): the domain-shift score compares the two.
+    ``skipped`` names items that gave no features."""
+
+    features: Any
+    labels: Any = None
+    targets: Any = None
+    classes: list[str] = field(default_factory=list)
+    unit: str = "items"
+    how: str = ""
+    reference: Any = None
+    reference_name: str = ""
+    skipped: list[str] = field(default_factory=list)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from numbers import Real
 from typing import Any
 
-from tl_core.components import ModelBundle, TrainResult
+from tl_core.components import FeatureSet, ModelBundle, TrainResult
 
 
 def _metrics(value: Any, what: str) -> str | None:
@@ -80,6 +80,33 @@ def evaluate_run(answer: Any) -> str | None:
     return None
 
 
+def extract_features(answer: Any) -> str | None:
+    import torch
+
+    if not isinstance(answer, FeatureSet):
+        return "must return a tl_core.components.FeatureSet or None"
+    f = answer.features
+    if not isinstance(f, torch.Tensor) or f.ndim != 2 or len(f) == 0:
+        return f"FeatureSet.features must be a tensor (items, dimensions), not of shape {_shape(f)}"
+    if answer.labels is None and answer.targets is None:
+        return "must give labels (a task with classes) or targets (one without)"
+    labels, targets, ref = answer.labels, answer.targets, answer.reference
+    if labels is not None and (not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (len(f),)
+                               or labels.is_floating_point()):
+        return f"FeatureSet.labels must be {len(f)} integers, one per feature row, not of shape {_shape(labels)}"
+    if targets is not None and (not isinstance(targets, torch.Tensor) or targets.ndim != 2 or len(targets) != len(f)):
+        return f"FeatureSet.targets must be a tensor ({len(f)}, k), one row per feature row, not {_shape(targets)}"
+    if ref is not None and (not isinstance(ref, torch.Tensor) or ref.ndim != 2 or ref.shape[1] != f.shape[1]):
+        return (f"FeatureSet.reference must be a tensor (m, {f.shape[1]}), as wide as the features, not "
+                f"{_shape(ref)}")
+    return None
+
+
+def _shape(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    return str(tuple(shape)) if shape is not None else type(value).__name__
+
+
 def conformance_smoke(answer: Any) -> str | None:
     if not isinstance(answer, list | tuple) or not all(isinstance(a, str) and "=" in a for a in answer):
         return "must return a list of --set overrides ('key.path=value') or None"
@@ -94,4 +121,5 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "tl_evaluate": evaluate,
     "tl_evaluate_run": evaluate_run,
     "tl_conformance_smoke": conformance_smoke,
+    "tl_extract_features": extract_features,
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +34,9 @@ def cache_key(backbone: str, weights: str, preprocessing: dict[str, Any], sample
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def extract(backbone: nn.Module, dataset: Any, batch_size: int, device: str) -> torch.Tensor:
-    """Run the frozen backbone once over ``dataset`` (eval mode, no gradient)."""
+def extract(backbone: nn.Module, dataset: Any, batch_size: int, device: str,
+            progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Run the frozen backbone once over ``dataset`` (eval mode, no gradient); ``progress(n)`` after each batch."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -43,26 +45,32 @@ def extract(backbone: nn.Module, dataset: Any, batch_size: int, device: str) -> 
     with torch.inference_mode():
         for x, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
             chunks.append(backbone(x.to(device)).float().cpu())
+            if progress is not None:
+                progress(len(x))
     return torch.cat(chunks)
 
 
 def cached(
-    backbone: nn.Module, dataset: Any, key: str, batch_size: int, device: str
+    backbone: nn.Module, dataset: Any, key: str, batch_size: int, device: str,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, bool, Path]:
     """Features of ``dataset`` under ``key``: read from the cache, or extracted and stored. Returns
-    ``(features, hit, path)``."""
+    ``(features, hit, path)``; a hit reports every item to ``progress`` at once."""
     from safetensors.torch import load_file, save_file
 
     path = cache_dir() / "features" / f"{key}.safetensors"
     if path.is_file():
         try:
-            return load_file(str(path))["features"], True, path
+            features = load_file(str(path))["features"]
+            if progress is not None:
+                progress(len(features))
+            return features, True, path
         except Exception:  # a damaged cache file is recomputed, never trusted
             path.unlink(missing_ok=True)
     import os
     import tempfile
 
-    features = extract(backbone, dataset, batch_size, device)
+    features = extract(backbone, dataset, batch_size, device, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # unique: processes may race here
     os.close(fd)

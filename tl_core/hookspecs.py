@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from tl_core.components import (
         BackboneSpec,
         DataFormat,
+        FeatureSet,
         HeadSpec,
         InputSpec,
         ModelBundle,
@@ -120,6 +121,22 @@ def tl_evaluate_run(run_dir: Path, report: Mapping[str, Any], data: str) -> Mapp
     model from what the run wrote, score it, and return ``{"items": n, "unit": "...", "skipped": [...],
     "metrics": {...}}`` (anything else JSON-able may be added). The core writes the answer to
     ``RUN/evaluations/<name>.json`` and prints it; it answers for ``image-classification`` itself.
+    """
+
+
+@hookspec(firstresult=True)
+def tl_extract_features(recipe: Recipe, model: Any, data: Any, progress: Callable[[int], None]) -> FeatureSet | None:
+    """Features of the target data for ``tl diagnose``, from ``model`` (what ``tl_build_model`` built for
+    ``recipe``, pre-trained or random-init) in one forward pass without gradients; or ``None`` when ``model`` is
+    not yours.
+
+    Use the labelled items a run would train and validate on (``data.train`` and ``data.val``, never the test
+    split), preprocessed as evaluation preprocesses them (no augmentation). Return a
+    :class:`tl_core.components.FeatureSet`: pooled image or volume features with their class labels, per-box
+    features with the box's class for detection, mean encoder states for translation (with real-valued
+    ``targets``), and - when the weights entry carries a reference sample of its own training domain - the same
+    backbone's features of it. Call ``progress(n)`` after each batch of ``n`` items. The core checks the answer's
+    shapes and refuses a wrong one, naming the plugin.
     """
 
 

@@ -129,14 +129,21 @@ def adapt_batchnorm(backbone: Any, dataset: Any, batch_size: int, collate: Any =
     return {"layers": len(layers), "items": items}
 
 
+def feature_key(recipe: Recipe, bundle: ModelBundle, preprocessing: dict[str, Any], samples: Any) -> str:
+    """The feature-cache key of ``samples`` through ``bundle``'s backbone: its name, its weights' digest (or the seed
+    of its random init), AdaBN, the preprocessing and the data."""
+    report = bundle.backbone.report
+    weights = report.sha256 if report else f"random-init-seed-{recipe.train.seed}"
+    adapted = "+adabn" if recipe.backbone.adabn else ""  # statistics of this data: another backbone's features
+    return features.cache_key(recipe.backbone.name, weights + adapted, preprocessing, samples)
+
+
 def _cached_features(recipe: Recipe, bundle: ModelBundle, splits: dict[str, Any], task: TaskSpec,
                      ctx: RunContext) -> tuple[dict[str, Any], dict[str, bool]]:
     """Each split's features from the frozen backbone, computed once and cached on disk, as tensor datasets."""
     import torch
     from torch.utils.data import TensorDataset
 
-    report = bundle.backbone.report
-    weights = report.sha256 if report else f"random-init-seed-{recipe.train.seed}"
     device = resolve_device(recipe.train.device)
     sets: dict[str, Any] = {}
     hits: dict[str, bool] = {}
@@ -144,8 +151,7 @@ def _cached_features(recipe: Recipe, bundle: ModelBundle, splits: dict[str, Any]
         if not samples:
             sets[name] = None
             continue
-        adapted = "+adabn" if recipe.backbone.adabn else ""  # statistics of this data: another backbone's features
-        key = features.cache_key(recipe.backbone.name, weights + adapted, task.preprocessing, samples)
+        key = feature_key(recipe, bundle, task.preprocessing, samples)
         feats, hits[name], path = features.cached(
             bundle.model.backbone, task.make_dataset(samples, False), key, recipe.train.batch_size, device
         )

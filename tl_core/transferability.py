@@ -20,7 +20,7 @@ All run on the CPU in float64 with torch, deterministically.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -75,18 +75,40 @@ def logme(features: Any, labels: Any, iterations: int = 100, tolerance: float = 
     import torch
 
     f, y = _inputs(features, labels)
+    return _logme_columns(f, [(y == c).to(torch.float64) for c in torch.unique(y).tolist()], iterations, tolerance)
+
+
+def logme_regression(features: Any, targets: Any, iterations: int = 100, tolerance: float = 1e-5) -> float:
+    """LogME for real-valued targets ``(n, k)`` (the paper's regression case): the mean over the ``k`` target columns
+    of the maximised log evidence per sample; what a task without classes (translation) is scored with."""
+    import torch
+
+    f = torch.as_tensor(features).detach().to("cpu", torch.float64)
+    t = torch.as_tensor(targets).detach().to("cpu", torch.float64)
+    if t.ndim == 1:
+        t = t[:, None]
+    if f.ndim != 2 or t.ndim != 2 or len(f) != len(t) or len(f) < 2:
+        raise ValueError(f"features must be (n, d) and targets (n, k), n >= 2, got {tuple(f.shape)} and "
+                         f"{tuple(t.shape)}")
+    return _logme_columns(f, [t[:, j] for j in range(t.shape[1])], iterations, tolerance)
+
+
+def _logme_columns(f: torch.Tensor, columns: list[torch.Tensor], iterations: int, tolerance: float) -> float:
+    import torch
+
     n, d = f.shape
     u, s, _ = torch.linalg.svd(f, full_matrices=False)
     sigma = s * s
     scores = []
-    for c in torch.unique(y).tolist():
-        t = (y == c).to(torch.float64)
+    for t in columns:
         z, yy = u.T @ t, float(t @ t)
         alpha, beta = 1.0, 1.0
         for _ in range(iterations):
             _, gamma, m2, residual = _evidence(z, yy, sigma, n, d, alpha, beta)
-            new_alpha = gamma / max(m2, 1e-12)
-            new_beta = (n - gamma) / max(residual, 1e-12)
+            # clamped: features that carry nothing (all zero) drive alpha to 0, where the evidence no longer
+            # depends on it (the prior's terms cancel) but log(0) would fail
+            new_alpha = min(max(gamma / max(m2, 1e-12), 1e-12), 1e12)
+            new_beta = min(max((n - gamma) / max(residual, 1e-12), 1e-12), 1e12)
             done = abs(new_alpha / new_beta - alpha / beta) <= tolerance * alpha / beta
             alpha, beta = new_alpha, new_beta
             if done:
@@ -121,6 +143,11 @@ def knn_accuracy(features: Any, labels: Any, k: int = 5) -> float:
     """Leave-one-out accuracy of a ``k``-nearest-neighbour vote under cosine similarity of the centred features
     (pooled ReLU features all point into one orthant: uncentred, every pair looks alike): each item is classified by
     the ``k`` most similar *other* items (ties in the vote go to the class with the larger summed similarity)."""
+    return float(knn_correct(features, labels, k).double().mean())
+
+
+def knn_correct(features: Any, labels: Any, k: int = 5) -> torch.Tensor:
+    """Per item, whether :func:`knn_accuracy`'s leave-one-out vote gets it right (a bool tensor ``(n,)``)."""
     import torch
 
     f, y = _inputs(features, labels)
@@ -134,16 +161,18 @@ def knn_accuracy(features: Any, labels: Any, k: int = 5) -> float:
     votes.scatter_add_(1, y[index], torch.ones_like(top))
     weight = torch.zeros_like(votes).scatter_add_(1, y[index], top)  # |weight| <= k: it only breaks ties of votes
     predicted = (votes + weight / (2 * k + 1)).argmax(1)
-    return float((predicted == y).double().mean())
+    return predicted == y
 
 
 @dataclass
 class ProbeResult:
-    """A cross-validated linear probe: mean and standard deviation of the accuracy over the folds."""
+    """A cross-validated linear probe: mean and standard deviation of the accuracy over the folds, and per item
+    whether the fold that held it out classified it right (``correct``)."""
 
     mean: float
     std: float
     folds: int
+    correct: list[bool] = field(default_factory=list)
 
 
 def stratified_folds(labels: torch.Tensor, folds: int, seed: int) -> list[list[int]]:
@@ -192,6 +221,7 @@ def linear_probe_accuracy(features: Any, labels: Any, folds: int = 5, l2: float 
     folds = max(2, min(folds, rarest))
     classes = int(y.max()) + 1
     scores = []
+    correct = [False] * len(y)
     for held in stratified_folds(y, folds, seed):
         test = torch.zeros(len(y), dtype=torch.bool)
         test[held] = True
@@ -199,7 +229,59 @@ def linear_probe_accuracy(features: Any, labels: Any, folds: int = 5, l2: float 
         mean, std = train_f.mean(0), train_f.std(0, unbiased=False).clamp_min(1e-8)
         weight, bias = _fit_logistic((train_f - mean) / std, y[~test], classes, l2)
         with torch.no_grad():
-            scores.append(float(((((f[test] - mean) / std) @ weight + bias).argmax(1) == y[test]).double().mean()))
+            right = (((f[test] - mean) / std) @ weight + bias).argmax(1) == y[test]
+        scores.append(float(right.double().mean()))
+        for i, r in zip(torch.nonzero(test).flatten().tolist(), right.tolist()):
+            correct[i] = bool(r)
     mean = sum(scores) / len(scores)
     std = math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
-    return ProbeResult(mean, std, folds)
+    return ProbeResult(mean, std, folds, correct)
+
+
+# ---------------------------------------------------------------- domain shift
+
+
+@dataclass
+class ShiftResult:
+    """A two-sample test between target and reference features: the unbiased squared MMD under a Gaussian kernel
+    (bandwidth: the median pairwise distance of the pooled sample), its permutation p-value, and the sizes."""
+
+    mmd2: float
+    p_value: float
+    permutations: int
+    target: int
+    reference: int
+
+
+def mmd_test(target: Any, reference: Any, permutations: int = 500, seed: int = 0) -> ShiftResult:
+    """Maximum mean discrepancy (Gretton et al., JMLR 2012) between two samples of features, with a permutation test:
+    the p-value is ``(1 + #{permuted MMD^2 >= observed}) / (1 + permutations)``, the share of random relabellings of
+    the pooled sample that look at least as different as the two samples do. Features are scaled by the pooled
+    sample's overall standard deviation first (the kernel's bandwidth is then comparable between backbones)."""
+    import torch
+
+    x = torch.as_tensor(target).detach().to("cpu", torch.float64)
+    y = torch.as_tensor(reference).detach().to("cpu", torch.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"both samples must be (n, d) with the same d, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if len(x) < 2 or len(y) < 2:
+        raise ValueError("each sample needs at least two items")
+    pooled = torch.cat([x, y])
+    pooled = (pooled - pooled.mean(0)) / pooled.std().clamp_min(1e-12)
+    distance = torch.cdist(pooled, pooled).pow(2)
+    upper = distance[torch.triu(torch.ones_like(distance, dtype=torch.bool), diagonal=1)]
+    bandwidth = float(upper.median().clamp_min(1e-12))
+    kernel = torch.exp(-distance / bandwidth)
+    n = len(x)
+    generator = torch.Generator().manual_seed(seed)
+
+    def statistic(order: torch.Tensor) -> float:
+        k = kernel[order][:, order]
+        kxx, kyy, kxy = k[:n, :n], k[n:, n:], k[:n, n:]
+        m = len(k) - n
+        return float((kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
+                     + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1)) - 2 * kxy.mean())
+
+    observed = statistic(torch.arange(len(pooled)))
+    beyond = sum(statistic(torch.randperm(len(pooled), generator=generator)) >= observed for _ in range(permutations))
+    return ShiftResult(observed, (1 + beyond) / (1 + permutations), permutations, n, len(y))

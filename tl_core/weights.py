@@ -42,6 +42,11 @@ class WeightsEntry:
     ``key_map`` says how the file's keys reach the architecture: ``"exact"`` (same names, after stripping
     ``strip_prefix``) or ``"in-order"`` (same tensors in the same order under other names). Keys under
     ``classifier`` prefixes are the source task's head: they are dropped (the head swap).
+    ``source_accuracy`` is the weights' published accuracy on their own benchmark (ImageNet-1k top-1 for ImageNet
+    weights, in percent; ``None`` where none is published): the prior ``tl diagnose`` ranks candidates with.
+    ``reference`` is a small sample of the data the weights were trained on, or of its domain, as
+    ``"module:relative/folder"`` inside an installed package (what the task's ``tl_extract_features`` reads:
+    for images, a folder of image files); ``tl diagnose`` measures the target data's shift from it.
     """
 
     name: str
@@ -64,6 +69,8 @@ class WeightsEntry:
     revision: str | None = None  # hf: the commit (or tag) the file is taken from; None takes the repo's main
     training_data: str = ""
     description: str = ""
+    source_accuracy: float | None = None
+    reference: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,6 +166,22 @@ def package_file(entry: WeightsEntry, location: str | None = None) -> Path:
     """The file ``location`` (``"module:relative/path"``; default: the entry's own) inside an installed Python
     package; a package that is not installed is a :class:`WeightsError` that says what to ``pip install``."""
     return _package_file(entry, location or entry.location)
+
+
+def reference_folder(entry: WeightsEntry) -> Path:
+    """The folder of the entry's ``reference`` sample inside its installed package."""
+    if entry.reference is None:
+        raise WeightsError(f"weights {entry.name} carry no reference sample")
+    pkg, _, rel = entry.reference.partition(":")
+    try:
+        path = Path(str(resources.files(pkg) / rel))
+    except ModuleNotFoundError:
+        raise WeightsError(f"weights {entry.name}: the reference sample ships in package {pkg!r}, which is not "
+                           f"installed: pip install {pkg}") from None
+    if not path.is_dir():
+        raise WeightsError(f"weights {entry.name}: the reference sample {rel} is missing from package {pkg!r}; "
+                           "reinstall it")
+    return path
 
 
 def offline_reason(entry: WeightsEntry) -> str | None:

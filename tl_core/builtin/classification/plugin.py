@@ -80,6 +80,17 @@ def tl_train(recipe: Recipe, model: Any, data: Any, ctx: RunContext) -> Any:
     return train(recipe, model, data, ctx)
 
 
+@hookimpl(trylast=True)
+def tl_extract_features(recipe: Recipe, model: Any, data: Any, progress: Any) -> Any:
+    from tl_core.builtin.classification.model import Classifier
+
+    if not isinstance(model, Classifier):
+        return None
+    from tl_core.builtin.classification.training import extract_features
+
+    return extract_features(recipe, model, data, progress)
+
+
 @hookimpl
 def tl_evaluate(task: str, outputs: Any, targets: Any, class_names: list[str]) -> dict[str, float] | None:
     if task != TASK:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tl_core.builtin.classification.images import ImageDataset, transforms
-from tl_core.components import DataFormat, InputSpec, TaskSpec, TrainResult
+from tl_core.components import DataFormat, FeatureSet, InputSpec, TaskSpec, TrainResult
 from tl_core.plugins import plugins, registry
-from tl_core.task import train_task
+from tl_core.task import feature_key, train_task
 
 if TYPE_CHECKING:
     from tl_core.builtin.classification.model import Classifier
@@ -47,3 +47,37 @@ def train(recipe: Recipe, clf: Classifier, data: ClassificationData, ctx: RunCon
         return ImageDataset(samples, transform_for(fmt, clf.backbone.input, pre["size"], augment))
 
     return train_task(recipe, clf, data, ctx, TaskSpec(make_dataset=make, preprocessing=pre))
+
+
+def extract_features(recipe: Recipe, clf: Classifier, data: ClassificationData, progress: Any) -> FeatureSet:
+    """``tl diagnose``'s features: the pooled backbone output of the training and validation images under the
+    evaluation preprocessing, each split through the feature cache (keyed as a run keys it, so a later
+    feature-extraction run on the same data finds them), and of the weights' reference photographs."""
+    import torch
+
+    from tl_core import features
+    from tl_core.data import Samples
+    from tl_core.train import resolve_device
+    from tl_core.weights import reference_folder
+
+    fmt = clf.data_format or registry("data format").get(recipe.data.format)
+    pre = preprocessing(recipe, clf.backbone, fmt)
+    device = resolve_device(recipe.train.device)
+
+    def run(samples: Samples) -> Any:
+        dataset = ImageDataset(samples, transform_for(fmt, clf.backbone.input, pre["size"], False))
+        return features.cached(clf.model.backbone, dataset, feature_key(recipe, clf, pre, samples),
+                               recipe.train.batch_size, device, progress)[0]
+
+    splits = [s for s in (data.train, data.val) if s]
+    feats = torch.cat([run(s) for s in splits])
+    labels = torch.tensor([label for s in splits for label in s.labels])
+    entry = clf.backbone.entry
+    reference, name = None, ""
+    if entry is not None and entry.reference is not None:
+        photos = sorted(p for p in reference_folder(entry).iterdir() if p.suffix.lower() in (".jpg", ".png"))
+        reference = run(Samples(photos, [0] * len(photos), ["reference"]))
+        name = f"{len(photos)} natural photographs standing in for {entry.training_data or 'the training data'}"
+    return FeatureSet(feats, labels=labels, classes=list(data.classes), unit="images",
+                      how="pooled backbone output, evaluation preprocessing", reference=reference,
+                      reference_name=name)

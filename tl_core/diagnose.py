@@ -1,0 +1,349 @@
+"""``tl diagnose``: before any training, how well each candidate backbone's frozen features suit the user's data,
+whether they beat the same architecture at random init, how far the data sits from the weights' own domain, and
+which backbone and policy to start with - with how sure that is.
+
+Each candidate costs one forward pass per item (``tl_extract_features``), twice: pre-trained, then random-init (the
+floor - pre-trained features no better than random ones predict negative transfer). The scores are
+:mod:`tl_core.transferability`'s. Everything rests on the labelled items a run trains and validates on; the test
+split is never looked at. The rules that turn scores into a recommendation are stated in ``RULES`` and printed with
+it; docs/user_guide.md ("Should I transfer?") says when not to trust them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from tl_core.errors import TLError
+from tl_core.plugins import hook, registry
+from tl_core.recipe import validate
+from tl_core.sections import Recipe
+
+RESAMPLES = 500  # bootstrap resamples of the items for the intervals and the ranking's uncertainty
+SHIFT_P = 0.01  # a permutation p-value below this is a detected domain shift
+CEILING = 0.98  # random-init features this accurate leave nothing for pre-training to show
+SMALL = 100  # at most this many labelled items in the median class is small data: feature extraction first
+RULES = [
+    "scores: leave-one-out 5-NN accuracy and 5-fold linear-probe accuracy on the frozen features, LogME, H-score",
+    "rank: the mean of a candidate's ranks over k-NN, probe, LogME and (when every candidate has one) the weights' "
+    f"published accuracy; its uncertainty: the share of {RESAMPLES} bootstrap resamples of the items in which it "
+    "ranks first (LogME and the prior held fixed)",
+    "transfer gain: the mean of k-NN and probe accuracy, pre-trained minus random-init, with a paired bootstrap 95% "
+    "interval; an interval reaching 0 or below means the pre-trained features are no better than random ones",
+    f"domain shift: MMD between the data's features and the weights' reference sample, detected at p < {SHIFT_P}",
+    "policy: scratch when the best candidate's gain is not above 0 (said to be a task too easy to show a gain when "
+    f"its random-init twin already reaches {CEILING} on both probes and the gain is not below 0); probe-then-fine-tune (LP-FT) when the shift is "
+    f"detected; feature-extraction when the median class has at most {SMALL} items; fine-tune otherwise",
+    "confidence: high when the best candidate ranks first in at least 80% of resamples and its gain interval "
+    "excludes 0; medium at 50%; low otherwise",
+]
+
+
+def candidate_recipe(recipe: Recipe, backbone: str, random_init: bool = False) -> Recipe:
+    """``recipe`` with ``backbone`` (its default weights, or the recipe's own when it is the recipe's backbone), or
+    that backbone at random init."""
+    data = recipe.resolved()
+    if backbone != recipe.backbone.name:
+        data["backbone"] = {**data["backbone"], "name": backbone, "weights": "default"}
+    if random_init:
+        data["backbone"]["weights"] = "none"
+    data["backbone"]["adabn"] = False
+    return validate(data, f"tl diagnose candidate {backbone}")
+
+
+def features_of(recipe: Recipe, data: Any, progress: Callable[[int], None]) -> tuple[Any, Any]:
+    """The model ``recipe`` builds and its ``tl_extract_features`` answer, checked."""
+    from tl_core.run import seed_everything
+
+    seed_everything(recipe.train.seed)  # a random-init twin is the same random init every time
+    model = hook().tl_build_model(recipe=recipe, data=data)
+    if model is None:
+        raise TLError(f"no installed plugin builds models for task {recipe.task!r}; install the plugin for it")
+    answer = hook().tl_extract_features(recipe=recipe, model=model, data=data, progress=progress)
+    if answer is None:
+        raise TLError(f"backbone {recipe.backbone.name!r} cannot give features for task {recipe.task!r}: no installed "
+                      f"plugin answers tl_extract_features for its model ({type(model).__name__}); choose another "
+                      "backbone, or install the plugin of its domain")
+    return model, answer  # its shapes checked by the contract (tl_core.contract.extract_features)
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def class_counts(labels: Any) -> list[int]:
+    import torch
+
+    return [int(c) for c in torch.bincount(labels) if int(c) > 0]
+
+
+def score(answer: Any, seed: int) -> dict[str, Any]:
+    """Every score the answer allows, with per-item correctness kept for the bootstrap (``_correct``) and, for a
+    score that cannot be computed here, the reason in ``notes`` instead of a NaN."""
+    import torch
+
+    from tl_core import transferability as t
+
+    f = answer.features.double()
+    out: dict[str, Any] = {"notes": []}
+    if not bool(torch.isfinite(f).all()):
+        out["notes"].append("the features hold NaN or infinite values: nothing can be scored")
+        return out
+    if answer.labels is None:
+        out["logme"] = t.logme_regression(f, answer.targets.double())
+        return out
+    y = answer.labels.long()
+    counts = class_counts(y)
+    if len(counts) < 2:
+        out["notes"].append("fewer than two classes have items: no score separates classes")
+        return out
+    out["h_score"] = t.h_score(f, y)
+    out["logme"] = t.logme(f, y)
+    if min(counts) < 2:
+        out["notes"].append(f"a class has {min(counts)} item: k-NN and the linear probe need at least 2 per class")
+        return out
+    knn = t.knn_correct(f, y)
+    out["knn_accuracy"] = float(knn.double().mean())
+    probe = t.linear_probe_accuracy(f, y, seed=seed)
+    out.update({"probe_accuracy": probe.mean, "probe_std": probe.std, "probe_folds": probe.folds})
+    out["_correct"] = torch.stack([knn.double(), torch.tensor(probe.correct, dtype=torch.float64)])
+    return out
+
+
+def _bootstrap(n: int, seed: int) -> Any:
+    import torch
+
+    return torch.randint(0, n, (RESAMPLES, n), generator=torch.Generator().manual_seed(seed))
+
+
+def _interval(values: Any) -> list[float]:
+    import torch
+
+    low, high = torch.quantile(values.double(), torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return [round(low, 4), round(high, 4)]
+
+
+def _ranks(values: list[float]) -> list[float]:
+    """Rank 1 for the largest value; ties share their mean rank."""
+    order = sorted(range(len(values)), key=lambda i: -values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def rank(candidates: list[dict[str, Any]], seed: int) -> None:
+    """Fill each scored candidate's ``rank`` (1 = best) and ``first_probability`` from the bootstrap."""
+    import torch
+
+    scored = [c for c in candidates if "logme" in c["scores"]]
+    if not scored:
+        return
+    fixed: list[list[float]] = [[c["scores"]["logme"] for c in scored]]
+    priors = [c["prior"]["source_accuracy"] if c["prior"] else None for c in scored]
+    if all(p is not None for p in priors) and len(set(priors)) > 1:
+        fixed.append([float(p) for p in priors])  # type: ignore[arg-type]
+    per_item = [c["scores"].get("_correct") for c in scored]
+    resampled = all(p is not None for p in per_item)
+
+    def combined(accuracies: list[list[float]]) -> list[float]:
+        rows = [_ranks(v) for v in [*accuracies, *fixed]]
+        return [sum(r[i] for r in rows) / len(rows) for i in range(len(scored))]
+
+    if resampled:
+        full = [[float(p[j].mean()) for p in per_item] for j in range(2)]  # type: ignore[index]
+        point = combined(full)
+        first = [0] * len(scored)
+        draws = _bootstrap(per_item[0].shape[1], seed)  # type: ignore[index]
+        stacked = torch.stack(per_item)  # (candidates, 2, items)
+        means = stacked[:, :, draws].mean(-1)  # (candidates, 2, resamples)
+        for b in range(RESAMPLES):
+            values = combined([means[:, j, b].tolist() for j in range(2)])
+            best = min(values)
+            winners = [i for i, v in enumerate(values) if v == best]
+            for i in winners:
+                first[i] += 1 / len(winners)
+    else:
+        point = combined([])
+        first = [RESAMPLES if v == min(point) else 0 for v in point]
+    order = sorted(range(len(scored)), key=lambda i: (point[i], -scored[i]["scores"]["logme"]))
+    for place, i in enumerate(order, 1):
+        scored[i]["rank"] = place
+        scored[i]["mean_rank"] = round(point[i], 3)
+        scored[i]["first_probability"] = round(first[i] / RESAMPLES, 3) if resampled else None
+
+
+def transfer_gain(pre: dict[str, Any], random: dict[str, Any], seed: int) -> dict[str, Any] | None:
+    """Pre-trained against random-init features of the same architecture: the mean of k-NN and probe accuracy, its
+    difference, and a paired bootstrap 95% interval; LogME's difference where accuracies cannot be had."""
+    if "_correct" in pre and "_correct" in random:
+        difference = (pre["_correct"] - random["_correct"]).mean(0)  # per item: (knn + probe) / 2, pre - random
+        draws = _bootstrap(len(difference), seed + 1)
+        interval = _interval(difference[draws].mean(-1))
+        value = float(difference.mean())
+        helps = interval[0] > 0
+        return {"measure": "accuracy (mean of k-NN and probe)", "value": round(value, 4), "interval": interval,
+                "helps": helps}
+    if "logme" in pre and "logme" in random:
+        value = pre["logme"] - random["logme"]
+        return {"measure": "LogME", "value": round(value, 4), "interval": None, "helps": value > 0}
+    return None
+
+
+def shift(answer: Any, seed: int) -> dict[str, Any] | None:
+    """The data's shift from the weights' reference sample, in numbers and in words."""
+    from tl_core.transferability import mmd_test
+
+    if answer.reference is None or len(answer.reference) < 2:
+        return None
+    result = mmd_test(answer.features, answer.reference, seed=seed)
+    detected = result.p_value < SHIFT_P
+    words = (f"your data's features differ from {answer.reference_name} (MMD^2 {result.mmd2:.3f}, permutation "
+             f"p = {result.p_value:.3f}): a domain shift" if detected else
+             f"no shift from {answer.reference_name} is detected (MMD^2 {result.mmd2:.3f}, p = {result.p_value:.3f})")
+    return {"mmd2": round(result.mmd2, 5), "p_value": round(result.p_value, 4), "permutations": result.permutations,
+            "reference": answer.reference_name, "reference_items": result.reference, "detected": detected,
+            "plain": words}
+
+
+def recommend(candidates: list[dict[str, Any]], per_class_median: float | None) -> dict[str, Any]:
+    """The backbone and policy to start with, why, and how sure, by ``RULES``."""
+    ranked = sorted((c for c in candidates if c.get("rank")), key=lambda c: c["rank"])
+    if not ranked:
+        return {"backbone": None, "policy": None, "confidence": "none",
+                "why": ["no candidate could be scored (see each candidate's notes)"], "set": []}
+    best = ranked[0]
+    gain = best.get("transfer_gain")
+    why = []
+    if len(ranked) > 1:
+        share = best.get("first_probability")
+        why.append(f"{best['backbone']} ranks first of {len(ranked)}" +
+                   (f" (first in {share:.0%} of resamples)" if share is not None else ""))
+    floor = best["random_init"]["scores"]
+    if gain is not None and not gain["helps"]:
+        policy = "scratch"
+        interval = (f", 95% interval {gain['interval'][0]:+.3f} to {gain['interval'][1]:+.3f}"
+                    if gain["interval"] else "")
+        worse = gain["interval"] is not None and gain["interval"][1] < 0
+        if not worse and min(floor.get("knn_accuracy", 0.0), floor.get("probe_accuracy", 0.0)) >= CEILING:
+            why.append(f"random-init features already separate the classes (k-NN {floor['knn_accuracy']:.2f}, probe "
+                       f"{floor['probe_accuracy']:.2f}): the task is too easy for pre-training to show a gain, and "
+                       "scratch is likely enough; check with compare.scratch")
+        else:
+            why.append(f"its pre-trained features are {'worse than' if worse else 'no better than'} random-init ones "
+                       f"({gain['measure']} "
+                       f"{gain['value']:+.3f}{interval}): negative transfer is likely; train from scratch, and check "
+                       "with compare.scratch")
+        sets = [f"backbone.name={best['backbone']}", "backbone.weights=none", "policy.name=fine-tune"]
+    else:
+        if gain is not None:
+            interval = f" (95% interval {gain['interval'][0]:+.3f} to {gain['interval'][1]:+.3f})" if gain["interval"] \
+                else ""
+            why.append(f"its pre-trained features beat random-init ones by {gain['value']:+.3f} "
+                       f"{gain['measure']}{interval}")
+        moved = best.get("shift") or {}
+        if moved.get("detected"):
+            policy = "probe-then-fine-tune"
+            why.append("the data is shifted from the weights' domain: LP-FT (Kumar et al. 2022) adapts the features "
+                       "without first distorting them with a random head")
+        elif per_class_median is not None and per_class_median <= SMALL:
+            policy = "feature-extraction"
+            why.append(f"small data ({per_class_median:g} items in the median class)" +
+                       (" and no shift detected" if moved else "") + ": a head on the frozen features overfits least")
+        else:
+            policy = "fine-tune"
+            why.append("enough data to adapt the whole backbone" if per_class_median else
+                       "the task trains the whole model")
+        sets = [f"backbone.name={best['backbone']}", f"policy.name={policy}"]
+    share = best.get("first_probability")
+    decisive = gain is None or gain["interval"] is None or gain["interval"][0] > 0 or gain["interval"][1] < 0
+    if (share is None or share >= 0.8) and decisive:
+        confidence = "high"
+    elif (share is None or share >= 0.5) and decisive:
+        confidence = "medium"
+    else:
+        confidence = "low"
+    return {"backbone": best["backbone"], "policy": policy, "confidence": confidence, "why": why, "set": sets}
+
+
+# ---------------------------------------------------------------- the command
+
+
+def diagnose(recipe: Recipe, backbones: list[str] | None = None, progress: Any = None) -> dict[str, Any]:
+    """Score ``backbones`` (default: the recipe's) on the recipe's data; the result is what ``tl diagnose --json``
+    prints (its shape: docs/user_guide.md, "Should I transfer?"). ``progress(label, total)`` is called before each
+    forward pass over the data (``total``: the items of the train and val splits, where the data has them) and
+    returns the callback that pass advances with each batch."""
+    names = list(dict.fromkeys(backbones or [recipe.backbone.name]))
+    known = registry("backbone")
+    for name in names:
+        known.get(name)  # an unknown name: one line with the nearest
+    fmt = registry("data format").get(recipe.data.format)
+    data = fmt.read(recipe.data, recipe.train.seed)
+    seed = recipe.train.seed
+    candidates: list[dict[str, Any]] = []
+    reporter = progress or (lambda label, total: (lambda n: None))
+    total = sum(len(getattr(data, split, None) or []) for split in ("train", "val")) or None
+    unit, items, counts = "items", 0, None
+    for name in names:
+        pre_recipe = candidate_recipe(recipe, name)
+        model, answer = features_of(pre_recipe, data, reporter(f"{name} pre-trained", total))
+        _, twin = features_of(candidate_recipe(recipe, name, random_init=True), data, reporter(f"{name} random-init",
+                                                                                         total))
+        unit, items = answer.unit, len(answer.features)
+        if answer.labels is not None:
+            counts = class_counts(answer.labels.long())
+        entry = getattr(getattr(model, "backbone", None), "entry", None)
+        pre_scores, twin_scores = score(answer, seed), score(twin, seed)
+        candidate = {
+            "backbone": name,
+            "weights": pre_recipe.backbone.weights if entry is None else entry.name,
+            "feature_dim": int(answer.features.shape[1]),
+            "how": answer.how,
+            "scores": pre_scores,
+            "random_init": {"scores": twin_scores},
+            "transfer_gain": transfer_gain(pre_scores, twin_scores, seed),
+            "prior": ({"source_accuracy": entry.source_accuracy, "on": entry.training_data}
+                      if entry is not None and entry.source_accuracy is not None else None),
+            "shift": shift(answer, seed),
+            "skipped": list(answer.skipped),
+            "rank": None,
+        }
+        if entry is None:
+            candidate["scores"]["notes"].append("no pre-trained weights: the candidate is its own random-init twin")
+        candidates.append(candidate)
+    rank(candidates, seed)
+    for c in candidates:
+        for scores in (c["scores"], c["random_init"]["scores"]):
+            correct = scores.pop("_correct", None)
+            if correct is not None:
+                draws = _bootstrap(correct.shape[1], seed + 2)
+                scores["knn_interval"] = _interval(correct[0][draws].mean(-1))
+                scores["probe_interval"] = _interval(correct[1][draws].mean(-1))
+            for key, value in list(scores.items()):
+                if isinstance(value, float):
+                    scores[key] = round(value, 4) if math.isfinite(value) else None
+    median = None
+    if counts:
+        ordered = sorted(counts)
+        middle = len(ordered) // 2
+        median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    result = {
+        "recipe": recipe.description or "",
+        "task": recipe.task,
+        "unit": unit,
+        "items": items,
+        "classes": len(counts) if counts else None,
+        "per_class": {"min": min(counts), "median": median, "max": max(counts)} if counts else None,
+        "chance": round(max(counts) / sum(counts), 4) if counts else None,
+        "candidates": sorted(candidates, key=lambda c: (c["rank"] is None, c["rank"] or 0)),
+        "recommendation": recommend(candidates, median),
+        "rules": RULES,
+    }
+    return result
