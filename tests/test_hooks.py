@@ -11,7 +11,7 @@ from conftest import tiny_recipe
 from tl_core import hookimpl
 from tl_core.components import DataFormat, HeadSpec, InputSpec, RecipeSource
 from tl_core.errors import TLError
-from tl_core.plugins import register_plugin, registry, unregister_plugin
+from tl_core.plugins import registry, unregister_plugin
 from tl_core.policies import FreezePolicy, GroupState
 from tl_core.recipe import load_recipe
 

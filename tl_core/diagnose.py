@@ -33,8 +33,8 @@ RULES = [
     "interval; an interval reaching 0 or below means the pre-trained features are no better than random ones",
     f"domain shift: MMD between the data's features and the weights' reference sample, detected at p < {SHIFT_P}",
     "policy: scratch when the best candidate's gain is not above 0 (said to be a task too easy to show a gain when "
-    f"its random-init twin already reaches {CEILING} on both probes and the gain is not below 0); probe-then-fine-tune (LP-FT) when the shift is "
-    f"detected; feature-extraction when the median class has at most {SMALL} items; fine-tune otherwise",
+    f"its random-init twin already reaches {CEILING} on both probes and the gain is not below 0); "
+    f"probe-then-fine-tune (LP-FT) when the shift is detected; feature-extraction when the median class has at most {SMALL} items; fine-tune otherwise",
     "confidence: high when the best candidate ranks first in at least 80% of resamples and its gain interval "
     "excludes 0; medium at 50%; low otherwise",
 ]
