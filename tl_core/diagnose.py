@@ -34,7 +34,8 @@ RULES = [
     f"domain shift: MMD between the data's features and the weights' reference sample, detected at p < {SHIFT_P}",
     "policy: scratch when the best candidate's gain is not above 0 (said to be a task too easy to show a gain when "
     f"its random-init twin already reaches {CEILING} on both probes and the gain is not below 0); "
-    f"probe-then-fine-tune (LP-FT) when the shift is detected; feature-extraction when the median class has at most {SMALL} items; fine-tune otherwise",
+    f"probe-then-fine-tune (LP-FT) when the shift is detected; feature-extraction when the median class has at most "
+    f"{SMALL} items; fine-tune otherwise",
     "confidence: high when the best candidate ranks first in at least 80% of resamples and its gain interval "
     "excludes 0; medium at 50%; low otherwise",
 ]
