@@ -197,7 +197,11 @@ def recipes_in(folder: Path) -> list[RecipeSource]:
 
 @dataclass
 class TrainResult:
-    """What a trainer hands back: per-epoch history, final metrics per split, and the trained model."""
+    """What a trainer hands back: per-epoch history, final metrics per split, and the trained model.
+
+    ``info`` is merged into ``report.json``. Its ``watches`` list holds a task's own warnings about the trained
+    model, each ``{"name": ..., "flagged": bool, "message": "...", ...measurements}`` (tl-translation's
+    degenerate-output watch is one); ``tl run`` and ``tl report`` print the message of each flagged one."""
 
     model: Any
     history: list[dict[str, float]]

@@ -215,6 +215,9 @@ def summary_table(report: dict[str, Any]) -> Table:
             lines.append(f"overfitting: validation loss {fit['val_loss_rise_after']:+.0%} since its lowest, at epoch "
                          f"{fit['val_loss_lowest_epoch']}, while the training loss kept falling")
         table.caption = "\n".join(line for line in lines if line)
+    flagged = [w["message"] for w in report.get("watches") or [] if isinstance(w, dict) and w.get("flagged")]
+    if flagged:
+        table.caption = "\n".join([*filter(None, [str(table.caption or "")]), *(f"watch: {m}" for m in flagged)])
     table.add_column("split")
     table.add_column("metric")
     table.add_column("transfer", justify="right")
