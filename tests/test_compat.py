@@ -13,7 +13,7 @@ import warnings
 import pytest
 from conftest import make_image_folder
 
-from tl_core import plugins
+from tl_core import HOOK_API_VERSION, plugins
 
 PLUGIN_11 = '''
 """A plugin as the hook API 1.1 docs taught: imports from the core's modules, a module-level smoke function."""
@@ -122,7 +122,8 @@ def test_a_hook_api_1_1_plugin_runs_unchanged_with_a_warning_for_each_moved_name
     with pytest.warns(DeprecationWarning) as loaded:
         plugins.register_plugin(module, "old")
     notes = " | ".join(str(w.message) for w in loaded)
-    assert "written for tl hook API 1.1 (TL_HOOK_API '>=1.0,<2'); runs on 2.0 through its compatibility layer" in notes
+    assert (f"written for tl hook API 1.1 (TL_HOOK_API '>=1.0,<2'); runs on {HOOK_API_VERSION} through its "
+            "compatibility layer") in notes
     assert "tl_conformance_smoke is a hook since tl hook API 2.0; mark it with @hookimpl" in notes
     try:
         info = {p.name: p for p in plugins.plugins()}["old"]
@@ -155,7 +156,7 @@ def test_a_plugin_whose_range_admits_no_version_this_tl_runs_is_refused_in_one_l
         plugins.register_plugin(module, "future")
     info = {p.name: p for p in plugins.plugins()}["future"]
     assert info.status == "incompatible"
-    assert info.reason == "needs tl hook API >=3,<4; this tl has 2.0 (upgrade the plugin or tl)"
+    assert info.reason == f"needs tl hook API >=3,<4; this tl has {HOOK_API_VERSION} (upgrade the plugin or tl)"
     plugins.unregister_plugin("future")
     sys.modules.pop("tl_future_plugin", None)
 

@@ -228,6 +228,8 @@ def run(
     set_: SetOpt = [],  # noqa: B006
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --out.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars or epoch lines.")] = False,
+    seeds: Annotated[int | None, typer.Option(help="Run the recipe under N seeds (train.seed, +1, ...), each in "
+                                                  "OUT/seed-S/; report mean ± std and a paired comparison.")] = None,
 ) -> None:
     """Train a recipe; write report.json, metrics.csv, curves.png and the model into --out."""
     from tl_core.recipe import load_recipe
@@ -235,12 +237,21 @@ def run(
     from tl_core.run import execute
 
     try:
-        report = execute(load_recipe(recipe, set_), out_dir, resume=resume, quiet=quiet, console=_err())
+        loaded = load_recipe(recipe, set_)
+        if seeds is not None:
+            from tl_core.seeds import execute_seeds, seeds_table
+
+            summary = execute_seeds(loaded, out_dir, seeds, resume=resume, quiet=quiet, console=_err())
+            show(seeds_table(summary))
+            _out().print(f"wrote {out_dir}/seeds.json and one run per seed in {out_dir}/seed-*/")
+            return
+        report = execute(loaded, out_dir, resume=resume, quiet=quiet, console=_err())
     except KeyboardInterrupt:
         import shlex
 
         again = " ".join(shlex.quote(str(a)) for a in
-                         ["tl", "run", recipe, "--out", out_dir, *[x for a in set_ for x in ("--set", a)], "--resume"])
+                         ["tl", "run", recipe, "--out", out_dir, *[x for a in set_ for x in ("--set", a)],
+                          *(["--seeds", seeds] if seeds is not None else []), "--resume"])
         _err().print(f"interrupted; continue with: {again}", soft_wrap=True, highlight=False, markup=False)
         raise typer.Exit(130) from None
     show(summary_table(report))
@@ -336,6 +347,42 @@ def show_diagnosis(result: dict[str, Any], recipe: str) -> None:
                  highlight=False, soft_wrap=True)
 
 
+@app.command()
+def curve(
+    recipe: Annotated[str, typer.Argument(help="A recipe file or a registered domain/name.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for curve.json, curve.png and one run per point.")],
+    shots: Annotated[str, typer.Option(help="Training examples per class at each point (a plugin's data may count "
+                                            "pairs or images), comma-separated; 'all' is the whole split.")]
+    = "1,2,5,10,all",
+    set_: SetOpt = [],  # noqa: B006
+    resume: Annotated[bool, typer.Option(help="Continue: finished points are read, not trained again.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars or epoch lines.")] = False,
+) -> None:
+    """Train transfer and scratch on growing numbers of labelled examples, same epochs per point; write
+    OUT/curve.json and OUT/curve.png."""
+    from rich.table import Table
+
+    from tl_core.curve import execute_curve, parse_shots
+    from tl_core.recipe import load_recipe
+
+    summary = execute_curve(load_recipe(recipe, set_), out_dir, parse_shots(shots), resume=resume, quiet=quiet,
+                            console=_err())
+    table = Table(title=f"{recipe}: {summary['split']} {summary['metric']} against training examples "
+                        f"({summary['epochs']} epochs per point)")
+    for column in ("shots", "training examples", "transfer", "scratch", "difference"):
+        table.add_column(column, justify="right")
+    for point in summary["points"]:
+        t, sc = point["transfer"], point["scratch"]
+        table.add_row("all" if point["shots"] is None else str(point["shots"]), str(point["train_items"]),
+                      "-" if t is None else f"{t:.4f}", "-" if sc is None else f"{sc:.4f}",
+                      "-" if t is None or sc is None else f"{t - sc:+.4f}")
+    capped = [f"{p['run']}: {', '.join(p['capped'])}" for p in summary["points"] if p["capped"]]
+    if capped:
+        table.caption = "capped at the class's size: " + "; ".join(capped)
+    show(table)
+    _out().print(f"wrote {out_dir}/curve.json, {out_dir}/curve.png and one run per point in {out_dir}/shots-*/")
+
+
 @app.command("new-plugin")
 def new_plugin(
     name: Annotated[str, typer.Argument(help="The plugin's name (its entry point), e.g. birds.")],
@@ -373,12 +420,22 @@ def report(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Print a finished run's summary: metrics per split, transfer against scratch."""
+    """Print a finished run's summary: metrics per split, transfer against scratch, the verdict (for a folder of
+    seeded runs: mean ± std over the seeds)."""
     from tl_core.report import read_report, summary_table
+    from tl_core.seeds import read_seeds, seeds_table
 
+    summary = read_seeds(run_dir)
+    if summary is not None:
+        if as_json:
+            print(json.dumps(summary, indent=2))
+        else:
+            show(seeds_table(summary))
+        return
     data = read_report(run_dir)
     if as_json:
-        print(json.dumps({"metrics": data["metrics"], "scratch": (data.get("scratch") or {}).get("metrics")}, indent=2))
+        print(json.dumps({"metrics": data["metrics"], "scratch": (data.get("scratch") or {}).get("metrics"),
+                          "verdict": data.get("verdict")}, indent=2))
         return
     show(summary_table(data))
     load = data.get("load_report")

@@ -211,6 +211,9 @@ class TrainResult:
     stopped_early: bool = False
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
+    #: split -> (outputs, targets) of the final model, where the trainer keeps them (the core's does): what the
+    #: verdict's paired bootstrap resamples; never written to the report
+    predictions: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
 
 @dataclass

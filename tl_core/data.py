@@ -179,6 +179,25 @@ class ClassificationData:
     classes: list[str]
     skipped: list[str]
 
+    def with_shots(self, shots: int, seed: int) -> tuple[ClassificationData, dict[str, Any]]:
+        """The same data with at most ``shots`` training items per class - a seeded choice, the same for transfer
+        and scratch - and val and test as they are (``tl curve``). A class with fewer items keeps them all and is
+        named under ``capped``."""
+        rng = random.Random(seed)
+        by_class: dict[int, list[int]] = {}
+        for i, label in enumerate(self.train.labels):
+            by_class.setdefault(label, []).append(i)
+        keep: list[int] = []
+        capped = []
+        for label in sorted(by_class):
+            idx = by_class[label][:]
+            rng.shuffle(idx)
+            if len(idx) < shots:
+                capped.append(f"{self.classes[label]} ({len(idx)})")
+            keep.extend(idx[:shots])
+        subset = ClassificationData(self.train.subset(sorted(keep)), self.val, self.test, self.classes, self.skipped)
+        return subset, {"unit": "per class", "items": len(keep), "capped": capped}
+
     def summary(self) -> dict[str, Any]:
         return {
             "classes": self.classes,

@@ -15,11 +15,15 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from tl_core import transferability
 from tl_core.errors import TLError
 from tl_core.plugins import hook, registry
 from tl_core.recipe import validate
+from tl_core.run import seed_everything
 from tl_core.sections import Recipe
 
+KNN_K = 5  # neighbours of the k-NN probe (fewer when a class is smaller)
+LOGME_RESAMPLES = 100  # bootstrap resamples of a LogME difference (each recomputes LogME twice)
 RESAMPLES = 500  # bootstrap resamples of the items for the intervals and the ranking's uncertainty
 SHIFT_P = 0.01  # a permutation p-value below this is a detected domain shift
 CEILING = 0.98  # random-init features this accurate leave nothing for pre-training to show
@@ -46,7 +50,8 @@ def candidate_recipe(recipe: Recipe, backbone: str, random_init: bool = False) -
     that backbone at random init."""
     data = recipe.resolved()
     if backbone != recipe.backbone.name:
-        data["backbone"] = {**data["backbone"], "name": backbone, "weights": "default"}
+        has_weights = bool(registry("backbone").get(backbone).weights)  # one built from config only: random init
+        data["backbone"] = {**data["backbone"], "name": backbone, "weights": "default" if has_weights else "none"}
     if random_init:
         data["backbone"]["weights"] = "none"
     data["backbone"]["adabn"] = False
@@ -55,8 +60,6 @@ def candidate_recipe(recipe: Recipe, backbone: str, random_init: bool = False) -
 
 def features_of(recipe: Recipe, data: Any, progress: Callable[[int], None]) -> tuple[Any, Any]:
     """The model ``recipe`` builds and its ``tl_extract_features`` answer, checked."""
-    from tl_core.run import seed_everything
-
     seed_everything(recipe.train.seed)  # a random-init twin is the same random init every time
     model = hook().tl_build_model(recipe=recipe, data=data)
     if model is None:
@@ -83,8 +86,7 @@ def score(answer: Any, seed: int) -> dict[str, Any]:
     score that cannot be computed here, the reason in ``notes`` instead of a NaN."""
     import torch
 
-    from tl_core import transferability as t
-
+    t = transferability
     f = answer.features.double()
     out: dict[str, Any] = {"notes": []}
     if not bool(torch.isfinite(f).all()):
@@ -103,8 +105,12 @@ def score(answer: Any, seed: int) -> dict[str, Any]:
     if min(counts) < 2:
         out["notes"].append(f"a class has {min(counts)} item: k-NN and the linear probe need at least 2 per class")
         return out
-    knn = t.knn_correct(f, y)
+    # at most the rarest class's size less one neighbours: with 3 items per class, 5 neighbours of an item always
+    # hold more of the other class than of its own, and every vote would be lost whatever the features
+    k = max(1, min(KNN_K, min(counts) - 1))
+    knn = t.knn_correct(f, y, k)
     out["knn_accuracy"] = float(knn.double().mean())
+    out["knn_k"] = k
     probe = t.linear_probe_accuracy(f, y, seed=seed)
     out.update({"probe_accuracy": probe.mean, "probe_std": probe.std, "probe_folds": probe.folds})
     out["_correct"] = torch.stack([knn.double(), torch.tensor(probe.correct, dtype=torch.float64)])
@@ -180,9 +186,12 @@ def rank(candidates: list[dict[str, Any]], seed: int) -> None:
         scored[i]["first_probability"] = round(first[i] / RESAMPLES, 3) if resampled else None
 
 
-def transfer_gain(pre: dict[str, Any], random: dict[str, Any], seed: int) -> dict[str, Any] | None:
+def transfer_gain(pre: dict[str, Any], random: dict[str, Any], seed: int, answers: tuple[Any, Any] | None = None
+                  ) -> dict[str, Any] | None:
     """Pre-trained against random-init features of the same architecture: the mean of k-NN and probe accuracy, its
-    difference, and a paired bootstrap 95% interval; LogME's difference where accuracies cannot be had."""
+    difference, and a paired bootstrap 95% interval; where accuracies cannot be had (a task without classes), LogME's
+    difference, with a paired bootstrap interval recomputing LogME on the same resampled items for both (``answers``:
+    the two feature sets)."""
     if "_correct" in pre and "_correct" in random:
         difference = (pre["_correct"] - random["_correct"]).mean(0)  # per item: (knn + probe) / 2, pre - random
         draws = _bootstrap(len(difference), seed + 1)
@@ -193,17 +202,38 @@ def transfer_gain(pre: dict[str, Any], random: dict[str, Any], seed: int) -> dic
                 "helps": helps}
     if "logme" in pre and "logme" in random:
         value = pre["logme"] - random["logme"]
-        return {"measure": "LogME", "value": round(value, 4), "interval": None, "helps": value > 0}
+        interval = _logme_interval(*answers, seed) if answers is not None else None
+        return {"measure": "LogME", "value": round(value, 4), "interval": interval,
+                "helps": interval[0] > 0 if interval else value > 0}
     return None
+
+
+def _logme_interval(pre: Any, random: Any, seed: int) -> list[float] | None:
+    """A paired bootstrap 95% interval of LogME(pre) - LogME(random) over the items."""
+    import torch
+
+    n = len(pre.features)
+    if n < 4 or not bool(torch.isfinite(pre.features).all() and torch.isfinite(random.features).all()):
+        return None
+    draws = torch.randint(0, n, (LOGME_RESAMPLES, n), generator=torch.Generator().manual_seed(seed + 3))
+
+    def value(answer: Any, index: Any) -> float:
+        f = answer.features.double()[index]
+        if answer.labels is None:
+            return transferability.logme_regression(f, answer.targets.double()[index])
+        labels = answer.labels.long()[index]
+        return transferability.logme(f, labels) if len(torch.unique(labels)) > 1 else math.nan
+
+    differences = torch.tensor([value(pre, i) - value(random, i) for i in draws], dtype=torch.float64)
+    differences = differences[torch.isfinite(differences)]
+    return _interval(differences) if len(differences) >= 10 else None
 
 
 def shift(answer: Any, seed: int) -> dict[str, Any] | None:
     """The data's shift from the weights' reference sample, in numbers and in words."""
-    from tl_core.transferability import mmd_test
-
     if answer.reference is None or len(answer.reference) < 2:
         return None
-    result = mmd_test(answer.features, answer.reference, seed=seed)
+    result = transferability.mmd_test(answer.features, answer.reference, seed=seed)
     detected = result.p_value < SHIFT_P
     words = (f"your data's features differ from {answer.reference_name} (MMD^2 {result.mmd2:.3f}, permutation "
              f"p = {result.p_value:.3f}): a domain shift" if detected else
@@ -263,7 +293,8 @@ def recommend(candidates: list[dict[str, Any]], per_class_median: float | None) 
                        "the task trains the whole model")
         sets = [f"backbone.name={best['backbone']}", f"policy.name={policy}"]
     share = best.get("first_probability")
-    decisive = gain is None or gain["interval"] is None or gain["interval"][0] > 0 or gain["interval"][1] < 0
+    decisive = (gain is not None and gain["interval"] is not None  # an unmeasured gain is never sure
+                and (gain["interval"][0] > 0 or gain["interval"][1] < 0))
     if (share is None or share >= 0.8) and decisive:
         confidence = "high"
     elif (share is None or share >= 0.5) and decisive:
@@ -309,7 +340,7 @@ def diagnose(recipe: Recipe, backbones: list[str] | None = None, progress: Any =
             "how": answer.how,
             "scores": pre_scores,
             "random_init": {"scores": twin_scores},
-            "transfer_gain": transfer_gain(pre_scores, twin_scores, seed),
+            "transfer_gain": transfer_gain(pre_scores, twin_scores, seed, (answer, twin)),
             "prior": ({"source_accuracy": entry.source_accuracy, "on": entry.training_data}
                       if entry is not None and entry.source_accuracy is not None else None),
             "shift": shift(answer, seed),

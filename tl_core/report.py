@@ -215,6 +215,18 @@ def summary_table(report: dict[str, Any]) -> Table:
             lines.append(f"overfitting: validation loss {fit['val_loss_rise_after']:+.0%} since its lowest, at epoch "
                          f"{fit['val_loss_lowest_epoch']}, while the training loss kept falling")
         table.caption = "\n".join(line for line in lines if line)
+    lines = [str(table.caption or "")]
+    scratch_block = report.get("scratch") or {}
+    tuning = scratch_block.get("tuning") or {}
+    if tuning.get("chosen"):
+        lines.append(f"scratch tuned on validation: lr {tuning['chosen']['lr']:g}, batch "
+                     f"{tuning['chosen']['batch_size']} (best of {len(tuning['trials'])} short runs)")
+    elif tuning:
+        lines.append(f"scratch not tuned: {tuning['how']}")
+    judged = report.get("verdict")
+    if judged:
+        lines.append(f"verdict: {judged['message']} (confidence: {judged['confidence']})")
+    table.caption = "\n".join(line for line in lines if line) or None
     flagged = [w["message"] for w in report.get("watches") or [] if isinstance(w, dict) and w.get("flagged")]
     if flagged:
         table.caption = "\n".join([*filter(None, [str(table.caption or "")]), *(f"watch: {m}" for m in flagged)])

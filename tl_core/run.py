@@ -6,6 +6,7 @@ for the model and its training, and writes the report. Everything it calls lives
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,14 @@ from rich.console import Console
 from tl_core import context  # RunContext by its module: imported from here, it warns that it moved (compat)
 from tl_core.compat import moved
 from tl_core.errors import RunError, TLError
-from tl_core.files import RunLock, check_writable, read_json
+from tl_core.files import RunLock, check_writable, read_json, write_json
 from tl_core.plugins import hook, registry
 from tl_core.recipe import validate
 from tl_core.report import build_report, write_run
 from tl_core.sections import Recipe
-from tl_core.task import make_policy
+from tl_core.task import check_wise_ft, make_policy
 from tl_core.train import CHECKPOINT, checkpoint_exists, resolve_device, resolve_precision
+from tl_core.verdict import verdict
 from tl_core.weights import read_checkpoint
 
 # 1.1 plugins found these here
@@ -85,13 +87,14 @@ def check_out_dir(out: Path, recipe: Recipe, resume: bool, locked: bool = False)
 
 
 def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False,
-            console: Console | None = None) -> dict[str, Any]:
+            console: Console | None = None, prepare: Any = None) -> dict[str, Any]:
     """Run ``recipe`` into ``out``: check everything, train (and train from scratch when asked), write the run.
 
     Every user error surfaces before the first file is written: the recipe, the registries, ``--out``, the data,
     the weights (fetched and hash-checked while the model is built). Only then is ``--out`` made and locked
     (:class:`~tl_core.files.RunLock`), so that data read from a folder that holds ``--out`` does not see it, and a
-    run refused on its data leaves nothing behind.
+    run refused on its data leaves nothing behind. ``prepare(data)``, when given, returns the data the run trains on
+    in place of what the format read (``tl curve``: fewer training items).
     """
     from accelerate import PartialState
 
@@ -105,12 +108,16 @@ def execute(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False
     started = time.perf_counter()
     fmt = registry("data format").get(recipe.data.format)
     data = fmt.read(recipe.data, recipe.train.seed)
+    if prepare is not None:
+        data = prepare(data)
     t_data = time.perf_counter()
     seed_everything(recipe.train.seed)  # the new head's initial weights come from the seed too
     model = hook().tl_build_model(recipe=recipe, data=data)
     if model is None:
         raise TLError(f"no installed plugin builds models for task {recipe.task!r}; install the plugin for it")
     t_model = time.perf_counter()
+    if recipe.train.wise_ft:
+        check_wise_ft(recipe, model, data)
     lock = _lock(out, recipe, resume, process)
     try:
         report = _train_and_write(recipe, out, resume, quiet, console, device, precision, process, data, model,
@@ -163,6 +170,9 @@ def _train_and_write(recipe: Recipe, out: Path, resume: bool, quiet: bool, conso
         scratch = train_scratch(recipe, data, out / "scratch", resume, quiet, console)
     timings = {**timings, "train_seconds": result.seconds, "total_seconds": time.perf_counter() - started}
     report = build_report(recipe, model, data, result, scratch, timings)
+    if scratch is not None:
+        report["verdict"] = verdict(recipe.task, recipe.train.metric, result, scratch,
+                                    list(getattr(data, "classes", []) or []), recipe.data.options, recipe.train.seed)
     report["processes"] = process.num_processes
     report["device"] = {"type": device, "name": device_name(device),
                         "precision": ctx.info.pop("precision", precision)}  # a task's own trainer may say otherwise
@@ -192,26 +202,123 @@ def seed_everything(seed: int) -> None:
     set_seed(seed)
 
 
-def scratch_recipe(recipe: Recipe) -> Recipe:
+def scratch_recipe(recipe: Recipe, lr: float | None = None, batch_size: int | None = None,
+                   epochs: int | None = None) -> Recipe:
     """The same architecture and budget from random init, under the policy's train-everything variant
-    (:meth:`FreezePolicy.scratch`: by default every layer trains, at the recipe's learning rate)."""
+    (:meth:`FreezePolicy.scratch`: by default every layer trains, BatchNorm in train mode), at the recipe's learning
+    rate and batch size or the given ones (``epochs``: a search trial's shorter budget)."""
     data = recipe.resolved()
     data["backbone"]["weights"] = "none"
+    data["backbone"]["adabn"] = False  # no source statistics to replace
+    data["train"]["wise_ft"] = False  # no pre-trained weights to mix with
     data["policy"] = make_policy(recipe).scratch()
     data["compare"]["scratch"] = False
+    if lr is not None:
+        data["train"]["lr"] = lr
+    if batch_size is not None:
+        data["train"]["batch_size"] = batch_size
+    if epochs is not None:
+        data["train"]["epochs"] = epochs
+        data["train"]["patience"] = None
     return validate(data, "scratch comparison")
 
 
-def train_scratch(recipe: Recipe, data: Any, out: Path, resume: bool, quiet: bool, console: Console) -> Any:
-    srecipe = scratch_recipe(recipe)
-    seed_everything(srecipe.train.seed)
-    model = hook().tl_build_model(recipe=srecipe, data=data)
+#: the scratch search's grid: learning rate times these, batch size divided by these (a model from random init
+#: usually wants larger and more steps than fine-tuning: the recipe's batch of 32 gave a 72-image task 60 steps)
+LR_FACTORS = (1.0, 3.0)
+BATCH_DIVISORS = (1, 4)
+SEARCH = "search.json"
+
+
+def search_grid(recipe: Recipe) -> list[tuple[float, int]]:
+    """(learning rate, batch size) pairs to try: the recipe's first, no batch below 4 (or the recipe's own)."""
+    pairs: list[tuple[float, int]] = []
+    for divisor in BATCH_DIVISORS:
+        batch = max(min(4, recipe.train.batch_size), recipe.train.batch_size // divisor)
+        for factor in LR_FACTORS:
+            pair = (recipe.train.lr * factor, batch)
+            if pair not in pairs:
+                pairs.append(pair)
+    return pairs
+
+
+def search_scratch(recipe: Recipe, data: Any, out: Path, console: Console) -> dict[str, Any]:
+    """Short runs of the grid (a third of the epochs each) from random init, scored on validation; the best
+    setting (by the selection metric, ties to the lower validation loss, then the recipe's own) and every trial.
+    Written to ``out/search.json`` so that ``--resume`` does not search again; the trials' folders are removed."""
+    import shutil
+
     from accelerate import PartialState
 
     main = PartialState().is_main_process
+    epochs = max(1, math.ceil(recipe.train.epochs / 3))
+    metric = recipe.train.metric
+    trials: list[dict[str, Any]] = []
+    root = out / "search"
+    for i, (lr, batch) in enumerate(search_grid(recipe)):
+        trial = scratch_recipe(recipe, lr, batch, epochs)
+        seed_everything(trial.train.seed)
+        model = hook().tl_build_model(recipe=trial, data=data)
+        ctx = context.RunContext(recipe=trial, out=root / f"trial-{i}", console=console, quiet=True,
+                                 name=f"scratch search {i + 1}", main_process=main)
+        result = hook().tl_train(recipe=trial, model=model, data=data, ctx=ctx)
+        val = result.metrics.get("val", {})
+        trials.append({"lr": lr, "batch_size": batch, "epochs": epochs, f"val_{metric}": val.get(metric),
+                       "val_loss": val.get("loss")})
+        if main and not console.quiet:
+            score = val.get(metric)
+            console.print(f"scratch search: lr {lr:g}, batch {batch}: val {metric} "
+                          f"{'-' if score is None else f'{score:.4f}'}", highlight=False)
+    scored = [t for t in trials if t[f"val_{metric}"] is not None]
+    if not scored:
+        chosen, how = trials[0], "no trial was scored on validation: the recipe's own setting"
+    else:
+        chosen = max(scored, key=lambda t: (t[f"val_{metric}"], -(t["val_loss"] if t["val_loss"] is not None
+                                                                   else 0.0), -trials.index(t)))
+        how = (f"the best val {metric} of {len(trials)} short runs ({epochs} of {recipe.train.epochs} epochs each), "
+               "ties to the lower validation loss")
+    search = {"method": "grid on validation", "grid": {"lr_factors": list(LR_FACTORS),
+                                                       "batch_divisors": list(BATCH_DIVISORS)},
+              "trials": trials, "chosen": {"lr": chosen["lr"], "batch_size": chosen["batch_size"]}, "how": how}
+    PartialState().wait_for_everyone()
+    if main:
+        shutil.rmtree(root, ignore_errors=True)
+        write_json(out / SEARCH, search)
+    return search
+
+
+def train_scratch(recipe: Recipe, data: Any, out: Path, resume: bool, quiet: bool, console: Console) -> Any:
+    """The from-scratch comparison, with its own learning rate and batch size when ``compare.scratch_search`` and
+    there is a validation split to choose them on (else the recipe's, said in the report)."""
+    from accelerate import PartialState
+
+    main = PartialState().is_main_process
+    search = None
+    has_val = bool(getattr(data, "val", None))
+    if recipe.compare.scratch_search and has_val:
+        saved = out / SEARCH
+        if resume and saved.is_file():
+            search = read_json(saved, str(saved), RunError)
+        else:
+            if main and not quiet:
+                console.print("[bold]from-scratch comparison[/]: searching its own learning rate and batch size",
+                              highlight=False)
+            search = search_scratch(recipe, data, out, console if not quiet else Console(quiet=True))
+    if search is not None:
+        srecipe = scratch_recipe(recipe, search["chosen"]["lr"], search["chosen"]["batch_size"])
+        tuned = search
+    else:
+        srecipe = scratch_recipe(recipe)
+        why = "compare.scratch_search is false" if not recipe.compare.scratch_search else "there is no validation split"
+        tuned = {"method": "none", "how": f"{why}: the recipe's learning rate and batch size"}
+    seed_everything(srecipe.train.seed)
+    model = hook().tl_build_model(recipe=srecipe, data=data)
     ctx = context.RunContext(recipe=srecipe, out=out, resume=resume and (out / "checkpoints").is_dir(),
                              console=console, quiet=quiet or not main, name="scratch", main_process=main)
-    ctx.log("[bold]from-scratch comparison[/]: same architecture and budget, random init, every layer trains")
+    ctx.log(f"[bold]from-scratch comparison[/]: same architecture and epochs, random init, every layer trains, lr "
+            f"{srecipe.train.lr:g}, batch {srecipe.train.batch_size}")
     result = hook().tl_train(recipe=srecipe, model=model, data=data, ctx=ctx)
-    result.info["recipe_changes"] = {"backbone.weights": "none", "policy": srecipe.policy.model_dump()}
+    result.info["recipe_changes"] = {"backbone.weights": "none", "policy": srecipe.policy.model_dump(),
+                                     "train.lr": srecipe.train.lr, "train.batch_size": srecipe.train.batch_size}
+    result.info["tuning"] = tuned
     return result

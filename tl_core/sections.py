@@ -84,6 +84,10 @@ class TrainConfig(_Section):
     patience: int | None = Field(None, ge=1, description="early stopping: epochs without improvement")
     metric: str = Field("accuracy", description="validation metric that picks the best checkpoint (higher wins)")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    wise_ft: bool = Field(
+        False, description="WiSE-FT: after training, interpolate the backbone between its pre-trained and fine-tuned "
+                           "weights, the mixing weight chosen on validation (report: wise_ft)"
+    )
 
     @field_validator("amp", mode="before")
     @classmethod
@@ -93,7 +97,11 @@ class TrainConfig(_Section):
 
 
 class CompareConfig(_Section):
-    scratch: bool = False
+    scratch: bool = Field(False, description="also train the same architecture from random init, same budget")
+    scratch_search: bool = Field(
+        True, description="give scratch its own learning rate and batch size: short runs of a small grid (lr x1, "
+                          "x3; batch x1, /4) on validation, the best then trained for the full budget"
+    )
 
 
 class Recipe(_Section):

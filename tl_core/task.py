@@ -62,6 +62,9 @@ def train_task(recipe: Recipe, bundle: ModelBundle, data: Any, ctx: RunContext, 
     why_not = cache_decision(recipe, policy, task, splits)
     info: dict[str, Any] = {"preprocessing": task.preprocessing,
                             "feature_cache": {"used": why_not is None, "reason": why_not}}
+    if recipe.train.wise_ft and task.steps is not None:
+        raise RecipeError(f"train.wise_ft: task {recipe.task!r} trains with its own steps; WiSE-FT here mixes the "
+                          "backbones of classification tasks; remove train.wise_ft")
     if recipe.backbone.adabn:
         if task.steps is not None:
             raise RecipeError(f"backbone.adabn: task {recipe.task!r} trains with its own steps, and AdaBN here "
@@ -94,6 +97,25 @@ def train_task(recipe: Recipe, bundle: ModelBundle, data: Any, ctx: RunContext, 
     result.info.update(info)
     result.info.update(task.info)
     return result
+
+
+def check_wise_ft(recipe: Recipe, bundle: Any, data: Any) -> None:
+    """WiSE-FT mixes a fine-tuned backbone with its pre-trained weights, choosing on validation: refuse, before
+    anything is written, what it cannot do (a task with its own steps is refused where its TaskSpec is known)."""
+    fix = "remove train.wise_ft"
+    if not all(hasattr(getattr(bundle, "model", None), part) for part in ("backbone", "head")):
+        raise RecipeError(f"train.wise_ft: task {recipe.task!r} trains a model that is not a backbone and a head on "
+                          f"tl's trainer, whose backbone WiSE-FT mixes with its pre-trained weights; {fix}")
+    policy = make_policy(recipe)
+    if policy.frozen_throughout():
+        raise RecipeError(f"train.wise_ft: policy {policy.name} never trains the backbone, so there is nothing to "
+                          f"mix with its pre-trained weights; use a policy that trains it (fine-tune), or {fix}")
+    if getattr(getattr(bundle, "backbone", None), "report", None) is None:
+        raise RecipeError(f"train.wise_ft: backbone.weights is {recipe.backbone.weights!r}: no pre-trained weights to "
+                          f"mix with; name a weights entry, or {fix}")
+    if not getattr(data, "val", None):
+        raise RecipeError(f"train.wise_ft needs a validation split to choose the mixing weight on; set "
+                          f"data.val_fraction above 0, or {fix}")
 
 
 def adapt_batchnorm(backbone: Any, dataset: Any, batch_size: int, collate: Any = None, device: str = "cpu"

@@ -241,8 +241,11 @@ class Trainer:
             loss = self.loss(outputs, targets).item()
         return outputs, targets, loss
 
-    def score(self, loader: Any) -> dict[str, float]:
+    def score(self, loader: Any, keep: dict[str, Any] | None = None, split: str = "") -> dict[str, float]:
+        """The task's metrics (and loss) over ``loader``; ``keep[split]`` gets the outputs and targets."""
         outputs, targets, loss = self.predict(loader)
+        if keep is not None:
+            keep[split] = (outputs, targets)
         metrics = evaluate_outputs(self.task, outputs, targets, self.classes, self.ctx.recipe.data.options)
         if loss is not None:
             metrics["loss"] = loss
@@ -486,13 +489,58 @@ def run_trainer(
     """Fit, then score the best model on val and test. ``loss`` defaults to cross-entropy; a task whose
     outputs are not class scores passes its own, and the names of the metrics its ``tl_evaluate`` gives."""
     trainer = Trainer(model, groups, policy, cfg, ctx, task, classes, num_workers, loss, metric_names, task_steps)
+    anchor = None
+    if cfg.wise_ft:  # the backbone as built: its pre-trained weights, before a checkpoint's or training's
+        anchor = {k: v.detach().clone() for k, v in model.backbone.state_dict().items()}
     result = trainer.fit(train_set, val_set, resume=ctx.resume)
     trainer.model = trainer.accelerator.prepare(result.model)
+    if anchor is not None and val_set is not None:
+        result.info["wise_ft"] = wise_ft(trainer, anchor, trainer._loader(val_set, False))
     for split, dataset in (("val", val_set), ("test", test_set)):
         if dataset is not None:
-            result.metrics[split] = trainer.score(trainer.accelerator.prepare(trainer._loader(dataset, False)))
+            result.metrics[split] = trainer.score(trainer.accelerator.prepare(trainer._loader(dataset, False)),
+                                                  keep=result.predictions, split=split)
     result.model = trainer.accelerator.unwrap_model(trainer.model)
     return result
+
+
+WISE_ALPHAS = tuple(i / 10 for i in range(11))
+
+
+def wise_ft(trainer: Trainer, anchor: dict[str, Any], val_loader: Any) -> dict[str, Any]:
+    """WiSE-FT (Wortsman et al. 2022) for a new head: the backbone's weights become ``(1 - alpha) w0 + alpha w`` (``w0``
+    pre-trained, ``w`` fine-tuned; BatchNorm's running statistics too, its step counters kept) for each alpha of
+    0, 0.1, ..., 1, the head staying as trained (the pre-trained model has no head for this task to mix with). The
+    alpha with the best validation metric is kept - ties to the lower validation loss, then the larger alpha (the
+    trained model) - and the curve is returned for the report."""
+    import torch
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    backbone = model.backbone
+    tuned = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
+    metric = trainer.cfg.metric
+    loader = trainer.accelerator.prepare(val_loader)
+
+    def mix(alpha: float) -> dict[str, Any]:
+        return {k: torch.lerp(anchor[k].to(v.device, v.dtype), v, alpha) if v.is_floating_point() else v
+                for k, v in tuned.items()}
+
+    curve = []
+    for alpha in WISE_ALPHAS:
+        backbone.load_state_dict(mix(alpha))
+        scores = trainer.score(loader)
+        curve.append({"alpha": alpha, f"val_{metric}": scores.get(metric), "val_loss": scores.get("loss")})
+    key = f"val_{metric}"
+
+    def rank(point: dict[str, Any]) -> tuple[float, float, float]:
+        value = point[key] if metric != "loss" else -(point["val_loss"] or 0.0)
+        return (value if value is not None else -math.inf, -(point["val_loss"] or 0.0), point["alpha"])
+
+    best = max(curve, key=rank)
+    backbone.load_state_dict(mix(best["alpha"]))
+    return {"alpha": best["alpha"], "curve": curve, "metric": metric,
+            "rule": "the best validation metric over alpha = 0, 0.1, ..., 1 (backbone (1 - alpha) w0 + alpha w, "
+                    "head as trained); ties to the lower validation loss, then the larger alpha"}
 
 
 def checkpoint_exists(out: Path) -> bool:

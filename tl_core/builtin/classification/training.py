@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tl_core import features
 from tl_core.builtin.classification.images import ImageDataset, transforms
 from tl_core.components import DataFormat, FeatureSet, InputSpec, TaskSpec, TrainResult
+from tl_core.data import Samples
 from tl_core.plugins import plugins, registry
 from tl_core.task import feature_key, train_task
+from tl_core.train import resolve_device
+from tl_core.weights import reference_folder
 
 if TYPE_CHECKING:
     from tl_core.builtin.classification.model import Classifier
@@ -54,11 +58,6 @@ def extract_features(recipe: Recipe, clf: Classifier, data: ClassificationData, 
     evaluation preprocessing, each split through the feature cache (keyed as a run keys it, so a later
     feature-extraction run on the same data finds them), and of the weights' reference photographs."""
     import torch
-
-    from tl_core import features
-    from tl_core.data import Samples
-    from tl_core.train import resolve_device
-    from tl_core.weights import reference_folder
 
     fmt = clf.data_format or registry("data format").get(recipe.data.format)
     pre = preprocessing(recipe, clf.backbone, fmt)
