@@ -57,6 +57,7 @@ __all__ = [
     "beside",
     "build_backbone",
     "cache_dir",
+    "cached_features",
     "commit_file",
     "commit_folder",
     "core_backbone",
@@ -65,6 +66,7 @@ __all__ = [
     "did_you_mean",
     "evaluate_outputs",
     "execute",
+    "feature_key",
     "format_options",
     "group_parameters",
     "hookimpl",
@@ -91,6 +93,7 @@ __all__ = [
     "read_text",
     "read_yaml",
     "recipes_in",
+    "reference_folder",
     "register_plugin",
     "registry",
     "require_every_class",
@@ -118,7 +121,8 @@ WHERE = {
                      "RecipeSource", "recipes_in", "TrainResult", "TaskSteps", "TaskSpec", "FeatureSet"),
                     "tl_core.components"),
     **dict.fromkeys(("WeightsEntry", "LoadReport", "load_into", "read_state_dict", "is_path", "package_file",
-                     "cache_dir", "sha256_of", "resolve_weights", "read_run_state", "load_run_state"),
+                     "cache_dir", "sha256_of", "resolve_weights", "read_run_state", "load_run_state",
+                     "reference_folder"),
                     "tl_core.weights"),
     **dict.fromkeys(("Recipe", "DataConfig", "TrainConfig", "format_options"), "tl_core.sections"),
     "load_recipe": "tl_core.recipe", "validate_recipe": "tl_core.recipe:validate",
@@ -130,7 +134,8 @@ WHERE = {
     **dict.fromkeys(("FreezePolicy", "GroupState", "FineTune", "apply_plan", "group_parameters", "set_train_mode"),
                     "tl_core.policies"),
     "FineTuneOptions": "tl_core.policy_options",
-    **dict.fromkeys(("make_policy", "train_task"), "tl_core.task"),
+    **dict.fromkeys(("make_policy", "train_task", "feature_key"), "tl_core.task"),
+    "cached_features": "tl_core.features:cached",
     **dict.fromkeys(("registry", "plugins", "register_plugin", "unregister_plugin"), "tl_core.plugins"),
     "reset_plugins": "tl_core.plugins:reset",
     **dict.fromkeys(("Pooled", "TransferModel", "BuiltBackbone", "build_backbone", "backbone_for", "make_head"),
@@ -200,6 +205,7 @@ if TYPE_CHECKING:  # what a type checker sees: the same names, imported for real
         WeightsError,
         did_you_mean,
     )
+    from tl_core.features import cached as cached_features
     from tl_core.files import (
         commit_file,
         commit_folder,
@@ -223,7 +229,7 @@ if TYPE_CHECKING:  # what a type checker sees: the same names, imported for real
     from tl_core.run import execute
     from tl_core.sample_data import write_image_folder
     from tl_core.sections import DataConfig, Recipe, TrainConfig, format_options
-    from tl_core.task import make_policy, train_task
+    from tl_core.task import feature_key, make_policy, train_task
     from tl_core.train import evaluate_outputs, resolve_device, resolve_precision
     from tl_core.weights import (
         LoadReport,
@@ -235,6 +241,7 @@ if TYPE_CHECKING:  # what a type checker sees: the same names, imported for real
         package_file,
         read_run_state,
         read_state_dict,
+        reference_folder,
         resolve_weights,
         sha256_of,
     )

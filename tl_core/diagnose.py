@@ -100,7 +100,11 @@ def score(answer: Any, seed: int) -> dict[str, Any]:
     if len(counts) < 2:
         out["notes"].append("fewer than two classes have items: no score separates classes")
         return out
-    out["h_score"] = t.h_score(f, y)
+    if len(f) > f.shape[1]:
+        out["h_score"] = t.h_score(f, y)
+    else:  # a covariance of rank below its size: the pseudo-inverse explains everything, every H-score is classes - 1
+        out["notes"].append(f"H-score not given: the features are wider ({f.shape[1]}) than the items ({len(f)}), "
+                            "where it always equals the number of classes less one")
     out["logme"] = t.logme(f, y)
     if min(counts) < 2:
         out["notes"].append(f"a class has {min(counts)} item: k-NN and the linear probe need at least 2 per class")

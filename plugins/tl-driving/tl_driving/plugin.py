@@ -10,7 +10,7 @@ from tl_core import hookimpl
 from tl_core.api import recipes_in
 from tl_driving.registrations import DATA_FORMATS, HEADS
 
-TL_HOOK_API = ">=2.0,<3"  # the tl hook API versions this plugin works with
+TL_HOOK_API = ">=2.1,<3"  # the tl hook API versions this plugin works with
 
 RECIPES = Path(__file__).parent / "recipes"
 
@@ -64,6 +64,19 @@ def tl_train(recipe: Any, model: Any, data: Any, ctx: Any) -> Any:
     if isinstance(model, yolo.YoloDetector):
         return yolo.train(recipe, model, data, ctx)
     return train(recipe, model, data, ctx) if isinstance(model, Detector) else None
+
+
+@hookimpl
+def tl_extract_features(recipe: Any, model: Any, data: Any, progress: Any) -> Any:
+    """``tl diagnose``'s features of a detector: one vector per ground-truth box of the training and validation
+    images, RoIAligned from the backbone's stride-8/16/32 maps (:mod:`tl_driving.features`)."""
+    from tl_driving.models import Detector
+
+    if not isinstance(model, Detector):
+        return None
+    from tl_driving.features import extract
+
+    return extract(recipe, model, data, progress)
 
 
 @hookimpl

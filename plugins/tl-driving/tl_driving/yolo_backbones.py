@@ -43,7 +43,26 @@ def layer_groups(family: str) -> tuple[LayerGroup, ...]:
     )
 
 
+def quiet_import() -> None:
+    """Import ultralytics with stdout sent to stderr. Its first import in a fresh config folder creates its settings
+    file and says so on stdout ("Creating new Ultralytics Settings ..."), which would corrupt what a ``--json``
+    command prints there (``tl diagnose --json``). Its log handler, which takes ``sys.stdout`` when ultralytics is
+    imported, is then pointed back at stdout: every later ultralytics log goes where it went before."""
+    import sys
+    from contextlib import redirect_stdout
+
+    if "ultralytics.utils" in sys.modules:
+        return
+    err = sys.stderr
+    with redirect_stdout(err):
+        from ultralytics.utils import LOGGER
+    for handler in LOGGER.handlers:
+        if getattr(handler, "stream", None) is err:
+            handler.setStream(sys.stdout)
+
+
 def build_model(cfg: str, nc: int = 80) -> Any:
+    quiet_import()
     from ultralytics.nn.tasks import DetectionModel
 
     return DetectionModel(cfg, nc=nc, verbose=False)

@@ -10,7 +10,7 @@ from tl_core import hookimpl
 from tl_core.api import recipes_in
 from tl_medical.registrations import CLASSIFICATION_TASK, DATA_FORMATS, SEGMENTATION_TASK
 
-TL_HOOK_API = ">=2.0,<3"  # the tl hook API versions this plugin works with
+TL_HOOK_API = ">=2.1,<3"  # the tl hook API versions this plugin works with
 
 RECIPES = Path(__file__).parent / "recipes"
 
@@ -66,6 +66,18 @@ def tl_train(recipe: Any, model: Any, data: Any, ctx: Any) -> Any:
     if recipe.task == SEGMENTATION_TASK:
         return segmentation.train(recipe, model, data, ctx)
     return None
+
+
+@hookimpl
+def tl_extract_features(recipe: Any, model: Any, data: Any, progress: Any) -> Any:
+    """``tl diagnose``'s features of a medical model (classification and segmentation): tl_medical.diagnose."""
+    from tl_medical.tasks import MedicalClassifier
+
+    if not isinstance(model, MedicalClassifier) or recipe.task not in (CLASSIFICATION_TASK, SEGMENTATION_TASK):
+        return None
+    from tl_medical.diagnose import extract_features
+
+    return extract_features(recipe, model, data, progress)
 
 
 @hookimpl

@@ -10,7 +10,7 @@ from tl_core import hookimpl
 from tl_core.api import recipes_in
 from tl_translation.registrations import DATA_FORMATS, HEADS, TASK, LoraPolicy
 
-TL_HOOK_API = ">=2.0,<3"  # the tl hook API versions this plugin works with
+TL_HOOK_API = ">=2.1,<3"  # the tl hook API versions this plugin works with
 
 RECIPES = Path(__file__).parent / "recipes"
 
@@ -63,6 +63,21 @@ def tl_train(recipe: Any, model: Any, data: Any, ctx: Any) -> Any:
     from tl_translation.train import train
 
     return train(recipe, model, data, ctx) if isinstance(model, Translator) else None
+
+
+@hookimpl
+def tl_extract_features(recipe: Any, model: Any, data: Any, progress: Any) -> Any:
+    """``tl diagnose``: mean encoder states of the training and validation source sentences, with hashed bags of
+    their target words as targets (:mod:`tl_translation.features`)."""
+    if recipe.task != TASK:
+        return None
+    from tl_translation.models import Translator
+
+    if not isinstance(model, Translator):
+        return None
+    from tl_translation.features import extract_features
+
+    return extract_features(recipe, model, data, progress)
 
 
 @hookimpl

@@ -1,5 +1,6 @@
 """Training a seq2seq model on the core's one path (the model computes its own loss), generating translations for
-the metrics and the report's samples, and scoring a finished run on new sentence pairs (``tl evaluate``)."""
+the metrics and the report's samples, watching them for degenerate output (:mod:`tl_translation.watches`), and
+scoring a finished run on new sentence pairs (``tl evaluate``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from tl_core.api import TaskSpec, TaskSteps
 from tl_translation.saving import MODEL_DIR
+from tl_translation.watches import add_watch, degenerate_output
 
 if TYPE_CHECKING:
     from tl_core.api import Recipe, RunContext, TrainResult
@@ -67,14 +69,20 @@ def signatures(lowercase: bool) -> dict[str, str]:
 
 
 def train(recipe: Recipe, bundle: Translator, data: Any, ctx: RunContext) -> TrainResult:
+    from collections import deque
+
     from tl_core.api import train_task
     from tl_translation.data import PairDataset, collate_for
 
     tokenizer, generation = bundle.tokenizer, bundle.generation
+    watched = data.test or data.val or []  # the split scored last: its translations feed the degenerate-output watch
+    scored: deque[str] = deque(maxlen=max(len(watched), 1))  # the latest translations, in the order scored
 
     def predict_step(model: Any, inputs: dict[str, Any]) -> list[str]:
         net = getattr(model, "module", model)  # under DDP, generate() is the wrapped model's
-        return translate(net.backbone, tokenizer, inputs, generation)
+        out = translate(net.backbone, tokenizer, inputs, generation)
+        scored.extend(out)
+        return out
 
     def make(pairs: list[Any], augment: bool) -> PairDataset:
         return PairDataset(pairs, tokenizer, data.options, bundle.lowercase)
@@ -86,6 +94,7 @@ def train(recipe: Recipe, bundle: Translator, data: Any, ctx: RunContext) -> Tra
         make_dataset=make, steps=steps, metric_names=set(METRICS), classes=[], saved=bundle,
         no_cache="translation trains on token sequences",
     ))
+    add_watch(result.info, degenerate_output_watch(bundle, data, watched, list(scored)))
     shown = (data.test or data.val)[:generation.samples]
     translations = translate_texts(bundle.hf_model, tokenizer, generation, [p.source for p in shown])
     result.info.update(
@@ -100,6 +109,23 @@ def train(recipe: Recipe, bundle: Translator, data: Any, ctx: RunContext) -> Tra
                     **({"extension": bundle.extension.as_dict()} if bundle.extension else {})},
     )
     return result
+
+
+def degenerate_output_watch(bundle: Translator, data: Any, pairs: list[Any], scored: list[str]) -> dict[str, Any]:
+    """The degenerate-output watch (:mod:`tl_translation.watches`) on the translations the run scored last, the
+    test split's (else val's): the trainer's own translations where they are all there (one process: the last
+    ``len(pairs)`` it generated are that split's, in order), else translated again with the trained model."""
+    from accelerate import PartialState
+
+    split = "test" if data.test else "val"
+    if not pairs:
+        return degenerate_output([], [], [], split)
+    sources = [p.source for p in pairs]
+    if len(scored) == len(pairs) and PartialState().num_processes == 1:
+        outputs = scored
+    else:  # several processes each generated a shard: translate the split whole
+        outputs = translate_texts(bundle.hf_model, bundle.tokenizer, bundle.generation, sources)
+    return degenerate_output(sources, outputs, [p.target for p in pairs], split)
 
 
 def evaluate_run(run_dir: Path, report: dict[str, Any], data: str) -> dict[str, Any]:
