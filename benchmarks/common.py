@@ -11,6 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(os.environ.get("TL_BENCH_DIR") or tempfile.mkdtemp(prefix="tl-bench-"))
+WORK.mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("TL_CACHE_DIR", str(WORK / "cache"))
 os.environ.setdefault("MPLCONFIGDIR", str(WORK / "mpl"))
 os.environ.setdefault("HF_HOME", str(WORK / "hf"))

@@ -13,7 +13,7 @@ import inspect
 import io
 import random
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -184,6 +184,12 @@ class ClassificationData:
         and scratch - and val and test as they are (``tl curve``). A class with fewer items keeps them all and is
         named under ``capped``."""
         rng = random.Random(seed)
+        if not self.train.labels:  # items without one class each (segmentation masks): that many items in all
+            idx = list(range(len(self.train)))
+            rng.shuffle(idx)
+            capped = [f"all items ({len(idx)})"] if len(idx) < shots else []
+            return (replace(self, train=self.train.subset(sorted(idx[:shots]))),
+                    {"unit": "items", "items": min(shots, len(idx)), "capped": capped})
         by_class: dict[int, list[int]] = {}
         for i, label in enumerate(self.train.labels):
             by_class.setdefault(label, []).append(i)
@@ -195,7 +201,8 @@ class ClassificationData:
             if len(idx) < shots:
                 capped.append(f"{self.classes[label]} ({len(idx)})")
             keep.extend(idx[:shots])
-        subset = ClassificationData(self.train.subset(sorted(keep)), self.val, self.test, self.classes, self.skipped)
+        # replace(): a subclass (a domain's data with its options) stays what it is
+        subset = replace(self, train=self.train.subset(sorted(keep)))
         return subset, {"unit": "per class", "items": len(keep), "capped": capped}
 
     def summary(self) -> dict[str, Any]:

@@ -329,9 +329,13 @@ def diagnose(recipe: Recipe, backbones: list[str] | None = None, progress: Any =
     unit, items, counts = "items", 0, None
     for name in names:
         pre_recipe = candidate_recipe(recipe, name)
-        model, answer = features_of(pre_recipe, data, reporter(f"{name} pre-trained", total))
-        _, twin = features_of(candidate_recipe(recipe, name, random_init=True), data, reporter(f"{name} random-init",
-                                                                                         total))
+        first = "random-init" if pre_recipe.backbone.random_init else "pre-trained"
+        model, answer = features_of(pre_recipe, data, reporter(f"{name} {first}", total))
+        if pre_recipe.backbone.random_init:
+            twin = answer  # no weights: the candidate is its own random-init twin (same seed, same features)
+        else:
+            _, twin = features_of(candidate_recipe(recipe, name, random_init=True), data,
+                                  reporter(f"{name} random-init", total))
         unit, items = answer.unit, len(answer.features)
         if answer.labels is not None:
             counts = class_counts(answer.labels.long())

@@ -46,7 +46,9 @@ def verdict(task: str, metric: str, transfer: Any, scratch: Any, classes: list[s
     interval, better, items = None, None, None
     mine, theirs = transfer.predictions.get(split), scratch.predictions.get(split)
     if _resamplable(mine, theirs) and metric != "loss":  # the loss is not a tl_evaluate metric to recompute
-        interval, better, items = _paired_bootstrap(task, metric, mine, theirs, classes, options, seed, sign)
+        resampled = _paired_bootstrap(task, metric, mine, theirs, classes, options, seed, sign)
+        if resampled is not None:
+            interval, better, items = resampled
     outcome, confidence, sentence = _words(metric, split, value, interval, items, "")
     return {"outcome": outcome, "metric": metric, "split": split, "difference": value, "interval": interval,
             "transfer_better_share": better, "items": items, "confidence": confidence, "message": sentence,
@@ -65,7 +67,8 @@ def _resamplable(mine: Any, theirs: Any) -> bool:
 
 
 def _paired_bootstrap(task: str, metric: str, mine: Any, theirs: Any, classes: list[str],
-                      options: dict[str, Any] | None, seed: int, sign: float) -> tuple[list[float], float, int]:
+                      options: dict[str, Any] | None, seed: int, sign: float
+                      ) -> tuple[list[float], float, int] | None:
     import torch
 
     (a, targets), (b, _) = mine, theirs
@@ -74,10 +77,15 @@ def _paired_bootstrap(task: str, metric: str, mine: Any, theirs: Any, classes: l
     differences = []
     for _ in range(RESAMPLES):
         index = torch.randint(0, n, (n,), generator=generator)
-        ours = evaluate_outputs(task, a[index], targets[index], classes, options).get(metric)
-        other = evaluate_outputs(task, b[index], targets[index], classes, options).get(metric)
+        try:
+            ours = evaluate_outputs(task, a[index], targets[index], classes, options).get(metric)
+            other = evaluate_outputs(task, b[index], targets[index], classes, options).get(metric)
+        except (ValueError, RuntimeError):  # a resample a metric cannot score (one class only, for an AUC)
+            continue
         if ours is not None and other is not None and math.isfinite(ours - other):
             differences.append(sign * (ours - other))
+    if len(differences) < RESAMPLES // 2:  # too few resamples scored to say how sure
+        return None
     ordered = sorted(differences)
     low = ordered[int(0.025 * (len(ordered) - 1))]
     high = ordered[int(math.ceil(0.975 * (len(ordered) - 1)))]
