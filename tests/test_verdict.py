@@ -125,3 +125,12 @@ def test_the_search_can_be_switched_off(tiny_plugin, image_folder, write_recipe,
     assert report["scratch"]["tuning"]["method"] == "none"
     assert "compare.scratch_search is false" in report["scratch"]["tuning"]["how"]
     assert report["scratch"]["recipe_changes"]["train.lr"] == 0.01
+
+
+def test_a_run_without_a_comparison_says_it_has_no_verdict(tiny_plugin, image_folder, write_recipe, cli, tmp_path):
+    recipe = write_recipe(tiny_recipe(image_folder, train={"epochs": 1}))
+    assert cli("run", recipe, "--out", tmp_path / "run", "--quiet")[0] == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["verdict"]["outcome"] == "not compared"
+    code, out, _ = cli("report", tmp_path / "run")
+    assert code == 0 and "not compared with training from scratch: set compare.scratch: true" in out

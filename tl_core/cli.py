@@ -233,16 +233,18 @@ def run(
 ) -> None:
     """Train a recipe; write report.json, metrics.csv, curves.png and the model into --out."""
     from tl_core.recipe import load_recipe
-    from tl_core.report import summary_table
+    from tl_core.report import summary_notes, summary_table
     from tl_core.run import execute
 
     try:
         loaded = load_recipe(recipe, set_)
         if seeds is not None:
-            from tl_core.seeds import execute_seeds, seeds_table
+            from tl_core.seeds import execute_seeds, seeds_notes, seeds_table
 
             summary = execute_seeds(loaded, out_dir, seeds, resume=resume, quiet=quiet, console=_err())
             show(seeds_table(summary))
+            for line in seeds_notes(summary):
+                _out().print(line, highlight=False, soft_wrap=True)
             _out().print(f"wrote {out_dir}/seeds.json and one run per seed in {out_dir}/seed-*/")
             return
         report = execute(loaded, out_dir, resume=resume, quiet=quiet, console=_err())
@@ -255,6 +257,8 @@ def run(
         _err().print(f"interrupted; continue with: {again}", soft_wrap=True, highlight=False, markup=False)
         raise typer.Exit(130) from None
     show(summary_table(report))
+    for line in summary_notes(report):
+        _out().print(line, highlight=False, soft_wrap=True)
     model = "model.safetensors" if (out_dir / "model.safetensors").is_file() else "model/"
     _out().print(f"wrote {out_dir}/report.json, metrics.csv, curves.png, {model}")
 
@@ -376,10 +380,10 @@ def curve(
         table.add_row("all" if point["shots"] is None else str(point["shots"]), str(point["train_items"]),
                       "-" if t is None else f"{t:.4f}", "-" if sc is None else f"{sc:.4f}",
                       "-" if t is None or sc is None else f"{t - sc:+.4f}")
+    show(table)
     capped = [f"{p['run']}: {', '.join(p['capped'])}" for p in summary["points"] if p["capped"]]
     if capped:
-        table.caption = "capped at the class's size: " + "; ".join(capped)
-    show(table)
+        _out().print("capped at the class's size: " + "; ".join(capped), highlight=False, soft_wrap=True)
     _out().print(f"wrote {out_dir}/curve.json, {out_dir}/curve.png and one run per point in {out_dir}/shots-*/")
 
 
@@ -422,15 +426,17 @@ def report(
 ) -> None:
     """Print a finished run's summary: metrics per split, transfer against scratch, the verdict (for a folder of
     seeded runs: mean ± std over the seeds)."""
-    from tl_core.report import read_report, summary_table
-    from tl_core.seeds import read_seeds, seeds_table
+    from tl_core.report import read_report, summary_notes, summary_table
+    from tl_core.seeds import read_seeds, seeds_notes, seeds_table
 
     summary = read_seeds(run_dir)
     if summary is not None:
         if as_json:
             print(json.dumps(summary, indent=2))
-        else:
-            show(seeds_table(summary))
+            return
+        show(seeds_table(summary))
+        for line in seeds_notes(summary):
+            _out().print(line, highlight=False, soft_wrap=True)
         return
     data = read_report(run_dir)
     if as_json:
@@ -438,6 +444,8 @@ def report(
                           "verdict": data.get("verdict")}, indent=2))
         return
     show(summary_table(data))
+    for line in summary_notes(data):
+        _out().print(line, highlight=False, soft_wrap=True)
     load = data.get("load_report")
     if load:
         _out().print(f"weights {load['weights']} (sha256 {str(load['sha256'])[:12]}...): {len(load['loaded'])} tensors "

@@ -195,29 +195,22 @@ def read_report(run_dir: Path) -> dict[str, Any]:
     return report
 
 
-def summary_table(report: dict[str, Any]) -> Table:
-    """Metrics per split, transfer against scratch when the run has a comparison."""
-    from rich.table import Table
-
-    recipe = report["recipe"]
-    backbone, head, policy = recipe["backbone"], recipe["head"]["name"], recipe["policy"]["name"]
-    title = f"{backbone['name']} ({backbone['weights']}) + {head}, {policy}"
-    table = Table(title=title)
+def summary_notes(report: dict[str, Any]) -> list[str]:
+    """What a practitioner reads under the table, one sentence a line: what the best checkpoint rests on, why
+    training stopped and whether it overfitted, how scratch was tuned, the verdict, and every flagged watch."""
+    lines = []
     selection = report.get("selection")
     if selection and report.get("best_epoch"):
-        table.caption = (f"best epoch {report['best_epoch']} of {len(report.get('epochs') or [])}, by "
-                         f"{selection['metric']} on {selection['validation_items']} validation items "
-                         f"(ties: {selection['ties']})")
+        lines.append(f"best epoch {report['best_epoch']} of {len(report.get('epochs') or [])}, by "
+                     f"{selection['metric']} on {selection['validation_items']} validation items "
+                     f"(ties: {selection['ties']})")
     fit = report.get("fit")
     if fit:
-        lines = [str(table.caption or ""), f"stopped after {fit['epochs_run']} epochs: {fit['stopped']}"]
+        lines.append(f"stopped after {fit['epochs_run']} epochs: {fit['stopped']}")
         if fit.get("overfitting"):
             lines.append(f"overfitting: validation loss {fit['val_loss_rise_after']:+.0%} since its lowest, at epoch "
                          f"{fit['val_loss_lowest_epoch']}, while the training loss kept falling")
-        table.caption = "\n".join(line for line in lines if line)
-    lines = [str(table.caption or "")]
-    scratch_block = report.get("scratch") or {}
-    tuning = scratch_block.get("tuning") or {}
+    tuning = (report.get("scratch") or {}).get("tuning") or {}
     if tuning.get("chosen"):
         lines.append(f"scratch tuned on validation: lr {tuning['chosen']['lr']:g}, batch "
                      f"{tuning['chosen']['batch_size']} (best of {len(tuning['trials'])} short runs)")
@@ -226,10 +219,20 @@ def summary_table(report: dict[str, Any]) -> Table:
     judged = report.get("verdict")
     if judged:
         lines.append(f"verdict: {judged['message']} (confidence: {judged['confidence']})")
-    table.caption = "\n".join(line for line in lines if line) or None
-    flagged = [w["message"] for w in report.get("watches") or [] if isinstance(w, dict) and w.get("flagged")]
-    if flagged:
-        table.caption = "\n".join([*filter(None, [str(table.caption or "")]), *(f"watch: {m}" for m in flagged)])
+    lines += [f"watch: {w['message']}" for w in report.get("watches") or []
+              if isinstance(w, dict) and w.get("flagged")]
+    return lines
+
+
+def summary_table(report: dict[str, Any]) -> Table:
+    """Metrics per split, transfer against scratch when the run has a comparison (the sentences that go with it:
+    :func:`summary_notes`)."""
+    from rich.table import Table
+
+    recipe = report["recipe"]
+    backbone, head, policy = recipe["backbone"], recipe["head"]["name"], recipe["policy"]["name"]
+    title = f"{backbone['name']} ({backbone['weights']}) + {head}, {policy}"
+    table = Table(title=title)
     table.add_column("split")
     table.add_column("metric")
     table.add_column("transfer", justify="right")

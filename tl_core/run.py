@@ -173,6 +173,10 @@ def _train_and_write(recipe: Recipe, out: Path, resume: bool, quiet: bool, conso
     if scratch is not None:
         report["verdict"] = verdict(recipe.task, recipe.train.metric, result, scratch,
                                     list(getattr(data, "classes", []) or []), recipe.data.options, recipe.train.seed)
+    else:
+        report["verdict"] = {"outcome": "not compared", "confidence": "none",
+                             "message": "not compared with training from scratch: set compare.scratch: true (or run "
+                                        "tl diagnose first) to learn whether transfer pays here"}
     report["processes"] = process.num_processes
     report["device"] = {"type": device, "name": device_name(device),
                         "precision": ctx.info.pop("precision", precision)}  # a task's own trainer may say otherwise

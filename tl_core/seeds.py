@@ -129,7 +129,9 @@ def seeds_table(summary: dict[str, Any]) -> Any:
                 other = scratch.get(split, {}).get(name)
                 row.append("-" if other is None else f"{other['mean']:.4f} ± {other['std']:.4f}")
             table.add_row(*row)
-    judged = summary.get("verdict")
-    if judged:
-        table.caption = f"verdict: {judged['message']} (confidence: {judged['confidence']})"
     return table
+
+
+def seeds_notes(summary: dict[str, Any]) -> list[str]:
+    judged = summary.get("verdict")
+    return [f"verdict: {judged['message']} (confidence: {judged['confidence']})"] if judged else []
