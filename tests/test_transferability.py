@@ -85,3 +85,22 @@ def test_the_probe_uses_fewer_folds_when_a_class_is_rare():
     f = torch.randn(13, 2, dtype=torch.float64) + 3 * y[:, None].double()
     assert linear_probe_accuracy(f, y).folds == 3
     assert math.isfinite(linear_probe_accuracy(f, y).std)
+
+
+def test_a_probe_on_features_wider_than_the_items_fits_in_their_span():
+    """The L2-regularised solution lies in the span of the training rows: fitting in the coordinates of that span
+    (what linear_probe_accuracy does when d > n) predicts what the fit in all d dimensions predicts."""
+    from tl_core.transferability import _fit_logistic
+
+    g = torch.Generator().manual_seed(5)
+    y = torch.arange(40) % 4
+    x = torch.randn(40, 300, generator=g, dtype=torch.float64) + torch.nn.functional.one_hot(y, 4).double().repeat(
+        1, 75)
+    new = torch.randn(10, 300, generator=g, dtype=torch.float64)
+    weight, bias = _fit_logistic(x, y, 4, 1e-3)
+    basis = torch.linalg.qr(x.T).Q
+    w_span, b_span = _fit_logistic(x @ basis, y, 4, 1e-3)
+    full = new @ weight + bias
+    span = (new @ basis) @ w_span + b_span
+    assert torch.equal(full.argmax(1), span.argmax(1))
+    assert torch.allclose(full, span, atol=5e-3)  # the optimizer's tolerance on the 1200-parameter problem

@@ -197,7 +197,8 @@ def _fit_logistic(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float) -> 
 
     weight = torch.zeros(x.shape[1], classes, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=200, history_size=10,  # scipy's default
+                                  line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -227,9 +228,16 @@ def linear_probe_accuracy(features: Any, labels: Any, folds: int = 5, l2: float 
         test[held] = True
         train_f = f[~test]
         mean, std = train_f.mean(0), train_f.std(0, unbiased=False).clamp_min(1e-8)
-        weight, bias = _fit_logistic((train_f - mean) / std, y[~test], classes, l2)
+        train_x, test_x = (train_f - mean) / std, (f[test] - mean) / std
+        if train_x.shape[1] > train_x.shape[0]:
+            # wider than the fold is long: the L2-regularised solution lies in the span of the training rows
+            # (the representer theorem), so fitting in the coordinates of that span gives the same predictions,
+            # at the cost of n dimensions instead of d
+            basis = torch.linalg.qr(train_x.T).Q  # (d, n): orthonormal columns spanning the training rows
+            train_x, test_x = train_x @ basis, test_x @ basis
+        weight, bias = _fit_logistic(train_x, y[~test], classes, l2)
         with torch.no_grad():
-            right = (((f[test] - mean) / std) @ weight + bias).argmax(1) == y[test]
+            right = (test_x @ weight + bias).argmax(1) == y[test]
         scores.append(float(right.double().mean()))
         for i, r in zip(torch.nonzero(test).flatten().tolist(), right.tolist()):
             correct[i] = bool(r)
