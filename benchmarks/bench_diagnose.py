@@ -37,7 +37,8 @@ from common import WORK, digits
 
 IMAGE_CANDIDATES = ["mobilenet_v2", "efficientnet_lite0", "mobilenet_v2-random", "efficientnet_lite0-random",
                     "mobilenet_v2-top-reinit", "efficientnet_lite0-wrong-stats"]
-ARCHITECTURE = {"mobilenet_v2": "mobilenet_v2", "efficientnet_lite0": "efficientnet_lite0"}  # filled below
+ARCHITECTURE = {"mobilenet_v2": "mobilenet_v2", "efficientnet_lite0": "efficientnet_lite0",
+                "resnet152_3d_ct": "resnet152_3d_ct"}  # the random and damaged variants are added below
 
 
 # ---------------------------------------------------------------- candidates
@@ -68,6 +69,7 @@ def register_candidates() -> None:
     specs = [
         replace(mobilenet, name="mobilenet_v2-random", weights=()),
         replace(lite0, name="efficientnet_lite0-random", weights=()),
+        *([replace(ct_encoder(), name="resnet152_3d_ct-random", weights=())] if has_medical() else []),
         replace(mobilenet, name="mobilenet_v2-top-reinit", weights=(reinit_entry,)),
         replace(lite0, name="efficientnet_lite0-wrong-stats", weights=(wrong_entry,)),
     ]
@@ -81,6 +83,19 @@ def register_candidates() -> None:
                 register(spec)
 
     register_plugin(Candidates(), "bench-candidates")
+
+
+def has_medical() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("tl_medical") is not None
+
+
+def ct_encoder() -> Any:
+    """tl-medical's CT-pretrained 3D ResNet-152 spec (its registration, without the registry being filled)."""
+    from tl_medical.backbones import BACKBONES
+
+    return next(spec for spec in BACKBONES if spec.name == "resnet152_3d_ct")
 
 
 def prior(name: str) -> float:
@@ -153,6 +168,30 @@ def medical_recipe(train: Path, test: Path, epochs: int) -> dict[str, Any]:
     }
 
 
+def medical_3d(per_class: int, test_per_class: int) -> tuple[Path, Path]:
+    from tl_medical.synthetic import write_classification
+
+    root = WORK / f"medical-3d-{per_class}"
+    if not root.exists():
+        write_classification(root / "train", per_class, 3, "nifti", size=32, seed=0)
+        write_classification(root / "test", test_per_class, 3, "nifti", size=32, seed=1)
+    return root / "train", root / "test"
+
+
+def medical_3d_recipe(train: Path, test: Path, epochs: int) -> dict[str, Any]:
+    """Frozen features and a trained head for every candidate (what the shipped ct-3d recipe does: 117M parameters
+    of a 3D ResNet-152 do not fine-tune on a CPU budget), so "fine-tuned" means feature extraction here."""
+    return {
+        "task": "medical-classification",
+        "backbone": {"name": "resnet152_3d_ct", "weights": "ct-astra"},
+        "head": {"name": "linear"},
+        "policy": {"name": "feature-extraction"},
+        "data": {"format": "medical-folder", "path": str(train), "test_path": str(test), "val_fraction": 0.25,
+                 "options": {"spatial_dims": 3, "size": 32, "window": "lung", "positive_class": "lesion"}},
+        "train": {"epochs": epochs, "batch_size": 8, "lr": 3e-3, "seed": 0, "device": "cpu", "metric": "accuracy"},
+    }
+
+
 def tasks(epochs: int, size: int) -> dict[str, tuple[dict[str, Any], list[str]]]:
     """name -> (raw recipe, candidates), built lazily (each writes its data on first use)."""
     def digit_task(per_class: int) -> tuple[dict[str, Any], list[str]]:
@@ -167,9 +206,14 @@ def tasks(epochs: int, size: int) -> dict[str, tuple[dict[str, Any], list[str]]]
         train, test = medical_2d(20, 30)
         return medical_recipe(train, test, epochs), IMAGE_CANDIDATES
 
+    def medical_3d_task() -> tuple[dict[str, Any], list[str]]:
+        train, test = medical_3d(12, 16)
+        return medical_3d_recipe(train, test, epochs), ["resnet152_3d_ct", "mobilenet_v2", "resnet152_3d_ct-random",
+                                                        "mobilenet_v2-random"]
+
     return {"digits-5": lambda: digit_task(5), "digits-10": lambda: digit_task(10),  # type: ignore[dict-item]
-            "digits-40": lambda: digit_task(40), "faces-10": lambda: face_task(10),
-            "faces-40": lambda: face_task(40), "medical-2d": medical_task}
+            "digits-20": lambda: digit_task(20), "faces-10": lambda: face_task(10),
+            "faces-40": lambda: face_task(40), "medical-2d": medical_task, "medical-3d": medical_3d_task}
 
 
 # ---------------------------------------------------------------- one task

@@ -35,7 +35,7 @@ def test_curve_trains_each_point_and_draws_it(tiny_plugin, write_recipe, cli, tm
         assert report["scratch"]["metrics"]["val"]["accuracy"] == p["scratch"]
         assert p["verdict"]  # every point is a comparison with its verdict
     assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "capped at the class's size: shots-50: class_0 (6)" in stdout
+    assert "capped (fewer than asked): shots-50: class_0 (6)" in stdout
     assert "training examples" in stdout and "curve.json" in stdout
 
 

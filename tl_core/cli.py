@@ -383,7 +383,7 @@ def curve(
     show(table)
     capped = [f"{p['run']}: {', '.join(p['capped'])}" for p in summary["points"] if p["capped"]]
     if capped:
-        _out().print("capped at the class's size: " + "; ".join(capped), highlight=False, soft_wrap=True)
+        _out().print("capped (fewer than asked): " + "; ".join(capped), highlight=False, soft_wrap=True)
     _out().print(f"wrote {out_dir}/curve.json, {out_dir}/curve.png and one run per point in {out_dir}/shots-*/")
 
 

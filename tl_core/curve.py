@@ -40,7 +40,7 @@ def parse_shots(text: str) -> list[int | None]:
             raise TLError(f"--shots: {part!r} is not a whole number or 'all'; write it like --shots 1,2,5,10,all") \
                 from None
         if value < 1:
-            raise TLError(f"--shots: {value} is below 1; every point needs at least one example per class")
+            raise TLError(f"--shots: {value} is below 1; every point needs at least one training example")
         shots.append(value)
     if not shots:
         raise TLError("--shots is empty; write it like --shots 1,2,5,10,all")
@@ -97,7 +97,7 @@ def execute_curve(recipe: Recipe, out: Path, shots: list[int | None], resume: bo
             _record_cut(folder, cut)
         points.append(_point(k, name, report, cut, recipe.train.metric))
     summary = {"metric": recipe.train.metric, "split": points[0]["split"] if points else None,
-               "unit": next((p["unit"] for p in points if p["unit"] != "all"), "per class"),
+               "unit": next((p["unit"] for p in points if p["unit"] != "all"), "all"),
                "epochs": recipe.train.epochs, "points": points, "recipe": recipe.resolved()}
     write_json(out / SUMMARY, summary)
     write_atomic(out / "curve.png", plot(summary))

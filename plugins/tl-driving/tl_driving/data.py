@@ -13,7 +13,8 @@ Torch and torchvision are imported only inside :class:`DetectionDataset` and :fu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import random
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,32 @@ class DetectionData:
 
     def splits(self) -> dict[str, DetectionSet]:
         return {k: v for k, v in (("train", self.train), ("val", self.val), ("test", self.test)) if v is not None}
+
+    def with_shots(self, shots: int, seed: int) -> tuple[DetectionData, dict[str, Any]]:
+        """The same data with ``shots`` training images in all (``tl curve``) - a seeded choice, the same for
+        transfer and scratch, each smaller cut inside the larger ones of the same seed, kept in the order read - and
+        val and test as they are. Fewer training images than asked: all of them, named under ``capped``.
+
+        Images, not images per class: an image holds the boxes of several classes (a street of cars, a bus and
+        people), so it cannot be given to one class, and k images per class would not be k of anything. A user
+        labels images, so the curve counts what they would label. The cut's boxes per class are in the run's
+        report (``data.boxes.train``). A background image (no box) counts as one image; a cut whose images hold
+        no box at all would train nothing to detect, so then its last image gives way to the first image with
+        boxes in the same seeded order. What reading left out (``skipped``, ``dropped``, ``clipped``,
+        ``unlabelled``) is said of the files read, as before."""
+        samples = self.train.samples
+        order = list(range(len(samples)))
+        random.Random(seed).shuffle(order)
+        keep = order[:shots]
+        if keep and not any(samples[i].boxes for i in keep):
+            first = next((i for i in order[shots:] if samples[i].boxes), None)
+            if first is not None:
+                keep[-1] = first
+        capped = [f"the training images ({len(order)})"] if len(order) < shots else []
+        # replace(): a new object, so the data read is never changed under another point
+        subset = replace(self, train=self.train.subset(sorted(keep)), skipped=list(self.skipped),
+                         dropped=dict(self.dropped))
+        return subset, {"unit": "images", "items": len(keep), "capped": capped}
 
     def summary(self) -> dict[str, Any]:
         splits = self.splits()

@@ -44,7 +44,8 @@ def test_recipes_are_listed(tl):
 def test_xray_2d_on_png(tl, med_png_folder, tmp_path):
     out = tmp_path / "run"
     code, stdout, stderr = tl("run", "medical/xray-2d", "--out", out, "--quiet", "--set", f"data.path={med_png_folder}",
-                              "--set", "data.options.size=32", "--set", "train.epochs=3", "--set", "train.batch_size=4")
+                              "--set", "data.options.size=32", "--set", "train.epochs=3", "--set", "train.batch_size=4",
+                              "--set", "compare.scratch_search=false")  # scratch compared, its search not needed here
     assert code == 0, stderr
     report = report_of(out)
     assert report["load_report"]["reshaped"] == [
@@ -62,7 +63,8 @@ def test_ct_3d_inflated_imagenet_on_a_dicom_series(tl, med_series_folder, tmp_pa
     out = tmp_path / "run"
     code, _, stderr = tl("run", "medical/ct-3d-inflated", "--out", out, "--quiet",
                          "--set", f"data.path={med_series_folder}", "--set", "data.options.size=16",
-                         "--set", "train.epochs=1", "--set", "train.batch_size=2", "--set", "data.val_fraction=0.5")
+                         "--set", "train.epochs=1", "--set", "train.batch_size=2", "--set", "data.val_fraction=0.5",
+                         "--set", "compare.scratch_search=false")
     assert code == 0, stderr
     report = report_of(out)
     inflated = [r for r in report["load_report"]["reshaped"] if "inflated" in r]
@@ -114,6 +116,8 @@ def test_seg_2d_unet_with_an_imagenet_encoder(tl, med_seg_folder, tmp_path):
     assert 0.0 <= report["metrics"]["val"]["dice"] <= 1.0
     assert report["load_report"]["reshaped"][0].endswith("3 input channels summed")
     assert "scratch" in report and report["feature_cache"]["used"] is False
+    # the one plugin run that keeps the core's scratch search on: it works on a segmentation task (by val dice)
+    assert report["scratch"]["tuning"]["method"] == "grid on validation"
 
 
 def test_seg_3d_with_an_inflated_encoder(tl, med_seg3d_folder, tmp_path):

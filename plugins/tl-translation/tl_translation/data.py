@@ -17,7 +17,8 @@ batching.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import random
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,6 +69,24 @@ class TranslationData:
     @property
     def classes(self) -> list[str]:  # the core's reports ask every task for its classes
         return []
+
+    def with_shots(self, shots: int, seed: int) -> tuple[TranslationData, dict[str, Any]]:
+        """The same data with ``shots`` training pairs in all (``tl curve``): a seeded choice - the same for
+        transfer and scratch, and each smaller cut inside the larger ones of the same seed - kept in the order read,
+        with val and test as they are. Translation has no classes, so a shot is one sentence pair. Fewer training
+        pairs than asked: all of them, named under ``capped``.
+
+        Nothing else needs cutting: the options are the recipe's, and ``skipped``/``counts`` say what reading the
+        files did. What is built from the training text - a from-config model's sentencepiece vocabulary, a vocabulary
+        extension - is built when the model is, after the cut, so it sees only the pairs the run trains on."""
+        idx = list(range(len(self.train)))
+        random.Random(seed).shuffle(idx)
+        keep = sorted(idx[:shots])
+        capped = [f"the training pairs ({len(idx)})"] if len(idx) < shots else []
+        # replace(): a new object (the lists copied), so the data read is never changed under another point
+        subset = replace(self, train=[self.train[i] for i in keep], val=list(self.val), test=list(self.test),
+                         skipped=list(self.skipped), counts=dict(self.counts))
+        return subset, {"unit": "pairs", "items": len(keep), "capped": capped}
 
     def summary(self) -> dict[str, Any]:
         return {
