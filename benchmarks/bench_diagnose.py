@@ -98,13 +98,25 @@ def ct_encoder() -> Any:
     return next(spec for spec in BACKBONES if spec.name == "resnet152_3d_ct")
 
 
-def prior(name: str) -> float:
-    """What the weights' label says: the published top-1 accuracy of the entry the candidate loads (0: none)."""
+def prior(name: str) -> float | None:
+    """What the weights' label says: the published top-1 accuracy of the entry the candidate loads; 0 for random
+    init; ``None`` for weights without a published figure (the CT encoder)."""
     from tl_core.api import registry
 
     spec = registry("backbone").get(name)
     entry = spec.weights[0] if spec.weights else None
-    return float(entry.source_accuracy) if entry is not None and entry.source_accuracy is not None else 0.0
+    if entry is None:
+        return 0.0
+    return float(entry.source_accuracy) if entry.source_accuracy is not None else None
+
+
+def tau(scores: list[float], results: list[float]) -> float | None:
+    """scipy's weighted Kendall tau; ``None`` where it is undefined (every result, or every score, equal)."""
+    from scipy.stats import weightedtau
+
+    if len(set(results)) < 2 or len(set(scores)) < 2:
+        return None
+    return float(weightedtau(scores, results).statistic)
 
 
 # ---------------------------------------------------------------- tasks
@@ -232,8 +244,6 @@ def fine_tune(raw: dict[str, Any], backbone: str, out: Path, scratch: bool) -> d
 
 
 def run_task(name: str, raw: dict[str, Any], candidates: list[str]) -> dict[str, Any]:
-    from scipy.stats import weightedtau
-
     from tl_core.api import validate_recipe
     from tl_core.diagnose import diagnose
 
@@ -251,8 +261,11 @@ def run_task(name: str, raw: dict[str, Any], candidates: list[str]) -> dict[str,
                      "logme": c["scores"].get("logme"), "gain": (c["transfer_gain"] or {}).get("value"),
                      "prior": prior(backbone), "finetuned": report["metrics"]["test"][metric]})
     scored = [r for r in rows if r["mean_rank"] is not None]
-    tau = weightedtau([-r["mean_rank"] for r in scored], [r["finetuned"] for r in scored]).statistic
-    tau_prior = weightedtau([r["prior"] for r in rows], [r["finetuned"] for r in rows]).statistic
+    known = [r["prior"] for r in rows if r["prior"]]
+    neutral = sum(known) / len(known) if known else 1.0  # weights without a published figure: the known ones' mean
+    priors = [r["prior"] if r["prior"] is not None else neutral for r in rows]
+    tau_diagnose = tau([-r["mean_rank"] for r in scored], [r["finetuned"] for r in scored])
+    tau_prior = tau(priors, [r["finetuned"] for r in rows])
     advice = diagnosis["recommendation"]
     chosen = advice["backbone"]
     # the outcome: the recommended backbone's architecture with its weights, against the same from scratch with
@@ -263,7 +276,7 @@ def run_task(name: str, raw: dict[str, Any], candidates: list[str]) -> dict[str,
     scratch_value = versus["scratch"]["metrics"]["test"][metric]
     transfer_paid = transfer_value > scratch_value
     said_transfer = advice["policy"] != "scratch"
-    return {"task": name, "metric": metric, "rows": rows, "tau": tau, "tau_prior": tau_prior,
+    return {"task": name, "metric": metric, "rows": rows, "tau": tau_diagnose, "tau_prior": tau_prior,
             "recommendation": advice, "outcome": {"backbone": base, "transfer": transfer_value,
                                                  "scratch": scratch_value, "verdict": versus["verdict"]["message"]},
             "matched": said_transfer == transfer_paid, "diagnose_seconds": diagnose_seconds,
@@ -283,7 +296,10 @@ def show(result: dict[str, Any]) -> None:
               f"{num(r['logme'], '.3f'):>7} {num(r['gain'], '+.3f'):>7} {num(r['prior'], '.1f'):>6} "
               f"{r['finetuned']:>10.4f}")
     advice, outcome = result["recommendation"], result["outcome"]
-    print(f"weighted tau: diagnose {result['tau']:+.3f}   prior alone {result['tau_prior']:+.3f}")
+    def shown(value: float | None) -> str:
+        return "undefined (all equal)" if value is None else f"{value:+.3f}"
+
+    print(f"weighted tau: diagnose {shown(result['tau'])}   prior alone {shown(result['tau_prior'])}")
     print(f"recommended: {advice['policy']} with {advice['backbone']} ({advice['confidence']}); outcome: "
           f"{outcome['backbone']} fine-tuned {outcome['transfer']:.4f} against fair scratch {outcome['scratch']:.4f}"
           f" -> {'matched' if result['matched'] else 'MISSED'}")
@@ -307,11 +323,13 @@ def main() -> None:
         raw, candidates = available[name]()
         results.append(run_task(name, raw, candidates))
         show(results[-1])
-    mean_tau = sum(r["tau"] for r in results) / len(results)
-    mean_prior = sum(r["tau_prior"] for r in results) / len(results)
+    defined = [r for r in results if r["tau"] is not None and r["tau_prior"] is not None]
     matched = sum(r["matched"] for r in results)
-    print(f"\nmean weighted tau over {len(results)} tasks: diagnose {mean_tau:+.3f}, prior alone {mean_prior:+.3f} "
-          f"(ratio {mean_tau / mean_prior if mean_prior else float('nan'):.2f}x)")
+    if defined:
+        mean_tau = sum(r["tau"] for r in defined) / len(defined)
+        mean_prior = sum(r["tau_prior"] for r in defined) / len(defined)
+        print(f"\nmean weighted tau over the {len(defined)} tasks where both are defined: diagnose {mean_tau:+.3f}, "
+              f"prior alone {mean_prior:+.3f} (difference {mean_tau - mean_prior:+.3f})")
     print(f"transfer-or-scratch recommendation matched the outcome on {matched} of {len(results)} tasks")
     out = WORK / "bench_diagnose.json"
     out.write_text(json.dumps(results, indent=2, default=str))
