@@ -217,3 +217,27 @@ def test_the_core_backbones_carry_priors_and_the_reference():
     assert len(list(folder.glob("*.jpg"))) == 50
     assert (folder.parent / "README.txt").is_file()  # where each photograph comes from, and its licence
 
+
+
+def test_random_features_beating_the_pre_trained_ones_recommend_scratch(candidates, plugin, recipe, cli):
+    """A backbone without weights among the candidates, scoring above the damaged pre-trained one: scratch."""
+    from dataclasses import replace
+
+    from tl_core.plugins import registry
+
+    bare = replace(registry("backbone").get("tiny"), name="tiny-random", weights=())
+
+    class Bare:
+        @hookimpl
+        def tl_register_backbones(self, register):
+            register(bare)
+
+    plugin(Bare(), "bare")
+    code, out, err = cli("diagnose", recipe, "--backbones", "tiny-damaged,tiny-random", "--json")
+    assert code == 0, err
+    result = no_nan(out)
+    by_name = {c["backbone"]: c for c in result["candidates"]}
+    assert by_name["tiny-random"]["weights"] == "none" and by_name["tiny-random"]["rank"] == 1
+    advice = result["recommendation"]
+    assert advice["backbone"] == "tiny-random" and advice["policy"] == "scratch"
+    assert "has no pre-trained weights" in " ".join(advice["why"]) and "backbone.weights=none" in advice["set"]

@@ -261,7 +261,13 @@ def recommend(candidates: list[dict[str, Any]], per_class_median: float | None) 
         why.append(f"{best['backbone']} ranks first of {len(ranked)}" +
                    (f" (first in {share:.0%} of resamples)" if share is not None else ""))
     floor = best["random_init"]["scores"]
-    if gain is not None and not gain["helps"]:
+    if best["weights"] == "none":  # a candidate without weights scored best: random features beat every other
+        policy = "scratch"
+        why.append(f"{best['backbone']} has no pre-trained weights, and its random-init features scored above every "
+                   "pre-trained candidate's: transfer is unlikely to help; train from scratch, and check with "
+                   "compare.scratch")
+        sets = [f"backbone.name={best['backbone']}", "backbone.weights=none", "policy.name=fine-tune"]
+    elif gain is not None and not gain["helps"]:
         policy = "scratch"
         interval = (f", 95% interval {gain['interval'][0]:+.3f} to {gain['interval'][1]:+.3f}"
                     if gain["interval"] else "")
@@ -297,8 +303,9 @@ def recommend(candidates: list[dict[str, Any]], per_class_median: float | None) 
                        "the task trains the whole model")
         sets = [f"backbone.name={best['backbone']}", f"policy.name={policy}"]
     share = best.get("first_probability")
-    decisive = (gain is not None and gain["interval"] is not None  # an unmeasured gain is never sure
-                and (gain["interval"][0] > 0 or gain["interval"][1] < 0))
+    decisive = best["weights"] == "none" or (  # random init on top: how surely it ranks first decides
+        gain is not None and gain["interval"] is not None  # an unmeasured gain is never sure
+        and (gain["interval"][0] > 0 or gain["interval"][1] < 0))
     if (share is None or share >= 0.8) and decisive:
         confidence = "high"
     elif (share is None or share >= 0.5) and decisive:
