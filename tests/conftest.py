@@ -101,20 +101,9 @@ def tiny_plugin(tiny_weights_file: Path):
 
 
 @pytest.fixture
-def plugin():
-    """Register an object with hookimpls for one test: ``plugin(obj)`` or ``plugin(obj, name)``."""
-    from tl_core.plugins import register_plugin, unregister_plugin
-
-    names = []
-
-    def register(obj, name: str = "test-plugin"):
-        register_plugin(obj, name)
-        names.append(name)
-        return obj
-
-    yield register
-    for name in names:
-        unregister_plugin(name)
+def plugin(tl_plugin):
+    """``plugin(obj)`` or ``plugin(obj, name)``: tl_core.testing's ``tl_plugin``, the name the core's tests use."""
+    return tl_plugin
 
 
 # ---------------------------------------------------------------- data
