@@ -311,8 +311,8 @@ def show_diagnosis(result: dict[str, Any], recipe: str) -> None:
     counted = (f", {result['classes']} classes ({per_class['min']}-{per_class['max']} per class, chance "
                f"{result['chance']:.2f})" if per_class else "")
     table = Table(title=f"{recipe}: {result['items']} {result['unit']}{counted}")
-    for column in ("rank", "backbone", "k-NN", "probe", "LogME", "random-init k-NN / probe", "transfer gain",
-                   "prior", "shift"):
+    for column in ("rank", "backbone", "LogME", "LogME gain over random init", "prior", "k-NN", "probe",
+                   "random-init k-NN / probe", "shift"):
         table.add_column(column)
     for c in result["candidates"]:
         s, r, gain, prior, moved = (c["scores"], c["random_init"]["scores"], c["transfer_gain"], c["prior"],
@@ -321,12 +321,13 @@ def show_diagnosis(result: dict[str, Any], recipe: str) -> None:
         table.add_row(
             "-" if c["rank"] is None else f"{c['rank']}" + (f" ({first:.0%} first)" if first is not None else ""),
             f"{c['backbone']} ({c['weights']})",
-            _score(s, "knn_accuracy"), _score(s, "probe_accuracy"),
             "-" if s.get("logme") is None else f"{s['logme']:.3f}",
-            f"{_score(r, 'knn_accuracy').split(' ')[0]} / {_score(r, 'probe_accuracy').split(' ')[0]}"
-            if "knn_accuracy" in r else ("-" if r.get("logme") is None else f"LogME {r['logme']:.3f}"),
-            "-" if gain is None else f"{gain['value']:+.3f}" + ("" if gain["helps"] else " (none)"),
+            "-" if gain is None else f"{gain['value']:+.3f}" + ("" if gain["helps"] else
+                                                                 " (worse)" if gain["worse"] else " (unclear)"),
             "-" if prior is None else f"{prior['source_accuracy']:g}%" + (f" {prior['on']}" if prior["on"] else ""),
+            _score(s, "knn_accuracy"), _score(s, "probe_accuracy"),
+            f"{_score(r, 'knn_accuracy').split(' ')[0]} / {_score(r, 'probe_accuracy').split(' ')[0]}"
+            if "knn_accuracy" in r else "-",
             "not measured" if moved is None else ("detected" if moved["detected"] else "none") +
             f" (p={moved['p_value']:.3f})",
         )

@@ -3,10 +3,16 @@ whether they beat the same architecture at random init, how far the data sits fr
 which backbone and policy to start with - with how sure that is.
 
 Each candidate costs one forward pass per item (``tl_extract_features``), twice: pre-trained, then random-init (the
-floor - pre-trained features no better than random ones predict negative transfer). The scores are
+floor - pre-trained features worse than random ones predict negative transfer). The scores are
 :mod:`tl_core.transferability`'s. Everything rests on the labelled items a run trains and validates on; the test
 split is never looked at. The rules that turn scores into a recommendation are stated in ``RULES`` and printed with
 it; docs/user_guide.md ("Should I transfer?") says when not to trust them.
+
+Which scores decide was measured (``benchmarks/bench_diagnose.py``, docs/benchmarks.md): on tl's 7 tasks the
+frozen-feature accuracies (k-NN, linear probe) ranked the fine-tuned results worst - random-init features probe as
+well as ImageNet's on low-resolution digits and synthetic scans, yet fine-tune far worse - while LogME and the
+weights' published accuracy ranked them best, together better than the prior alone. So LogME and the prior rank,
+LogME's gain over the random-init twin judges transfer, and the accuracies say how a head on frozen features does.
 """
 
 from __future__ import annotations
@@ -23,23 +29,25 @@ from tl_core.run import seed_everything
 from tl_core.sections import Recipe
 
 KNN_K = 5  # neighbours of the k-NN probe (fewer when a class is smaller)
-LOGME_RESAMPLES = 100  # bootstrap resamples of a LogME difference (each recomputes LogME twice)
-RESAMPLES = 500  # bootstrap resamples of the items for the intervals and the ranking's uncertainty
+LOGME_RESAMPLES = 100  # subsamples of the items for LogME (each recomputes it per candidate and twin)
+SUBSAMPLE = 0.8  # the share of the items in each of them
+RESAMPLES = 500  # bootstrap resamples of the items for the accuracies' intervals
+CHANCE_PRIOR = 0.1  # the prior of random init: chance on ImageNet-1k (1 in 1000), in percent
 SHIFT_P = 0.01  # a permutation p-value below this is a detected domain shift
-CEILING = 0.98  # random-init features this accurate leave nothing for pre-training to show
 SMALL = 100  # at most this many labelled items in the median class is small data: feature extraction first
 RULES = [
-    "scores: leave-one-out 5-NN accuracy and 5-fold linear-probe accuracy on the frozen features, LogME, H-score",
-    "rank: the mean of a candidate's ranks over k-NN, probe, LogME and (when every candidate has one) the weights' "
-    f"published accuracy; its uncertainty: the share of {RESAMPLES} bootstrap resamples of the items in which it "
-    "ranks first (LogME and the prior held fixed)",
-    "transfer gain: the mean of k-NN and probe accuracy, pre-trained minus random-init, with a paired bootstrap 95% "
-    "interval; an interval reaching 0 or below means the pre-trained features are no better than random ones",
+    "scores: LogME and the H-score of the frozen features; leave-one-out 5-NN and 5-fold linear-probe accuracy "
+    "(how a head on the frozen features does)",
+    "rank: the mean of a candidate's ranks by LogME and, when every candidate has one, by the weights' published "
+    f"accuracy (random init counting as chance, {CHANCE_PRIOR}%); its uncertainty: the share of {LOGME_RESAMPLES} "
+    f"subsamples of {SUBSAMPLE:.0%} of the items (without replacement) in which it ranks first",
+    "transfer gain: LogME pre-trained minus LogME of the same architecture at random init, with a 95% interval from "
+    "the same subsamples (paired; delete-d jackknife); the frozen-feature accuracies' gain, with a bootstrap "
+    "interval, is given beside it",
     f"domain shift: MMD between the data's features and the weights' reference sample, detected at p < {SHIFT_P}",
-    "policy: scratch when the best candidate's gain is not above 0 (said to be a task too easy to show a gain when "
-    f"its random-init twin already reaches {CEILING} on both probes and the gain is not below 0); "
-    f"probe-then-fine-tune (LP-FT) when the shift is detected; feature-extraction when the median class has at most "
-    f"{SMALL} items; fine-tune otherwise",
+    "policy: scratch when the best candidate has no weights, or its gain interval lies below 0 (its features worse "
+    "than random ones); else probe-then-fine-tune (LP-FT) when the shift is detected, feature-extraction when the "
+    f"median class has at most {SMALL} items, fine-tune otherwise",
     "confidence: high when the best candidate ranks first in at least 80% of resamples and its gain interval "
     "excludes 0; medium at 50%; low otherwise",
 ]
@@ -127,6 +135,28 @@ def _bootstrap(n: int, seed: int) -> Any:
     return torch.randint(0, n, (RESAMPLES, n), generator=torch.Generator().manual_seed(seed))
 
 
+def _subsamples(n: int, seed: int) -> Any:
+    """``LOGME_RESAMPLES`` subsamples of 80% of the items, without replacement (a delete-d jackknife): LogME is not
+    resampled with replacement, because a duplicated item is fitted by a linear model as if it were two agreeing
+    ones, which inflates the evidence (an interval from such resamples missed its own point estimate)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    size = max(2, round(SUBSAMPLE * n))
+    return torch.stack([torch.randperm(n, generator=generator)[:size] for _ in range(LOGME_RESAMPLES)])
+
+
+def _jackknife_interval(point: float, values: Any) -> list[float]:
+    """A 95% interval around ``point`` from its values on the subsamples: the delete-d jackknife's variance (Shao and
+    Wu 1989), ``(n - d) / d`` times the subsamples' variance for ``d`` items left out of each, under a normal
+    approximation. (LogME per item depends on how many items there are, so the subsamples' own percentiles sit off
+    the full data's value; their spread does not.)"""
+    import torch
+
+    spread = math.sqrt(SUBSAMPLE / (1 - SUBSAMPLE) * float(torch.as_tensor(values, dtype=torch.float64).var()))
+    return [round(point - 1.96 * spread, 4), round(point + 1.96 * spread, 4)]
+
+
 def _interval(values: Any) -> list[float]:
     import torch
 
@@ -149,88 +179,86 @@ def _ranks(values: list[float]) -> list[float]:
     return ranks
 
 
-def rank(candidates: list[dict[str, Any]], seed: int) -> None:
-    """Fill each scored candidate's ``rank`` (1 = best) and ``first_probability`` from the bootstrap."""
-    import torch
-
+def rank(candidates: list[dict[str, Any]]) -> None:
+    """Fill each scored candidate's ``rank`` (1 = best), ``mean_rank`` and ``first_probability``: ranks by LogME and,
+    when every candidate has one, by the prior, on the items and on each bootstrap resample of them (LogME
+    recomputed; ``_logme_draws``)."""
     scored = [c for c in candidates if "logme" in c["scores"]]
     if not scored:
         return
-    fixed: list[list[float]] = [[c["scores"]["logme"] for c in scored]]
-    priors = [c["prior"]["source_accuracy"] if c["prior"] else None for c in scored]
-    if all(p is not None for p in priors) and len(set(priors)) > 1:
-        fixed.append([float(p) for p in priors])  # type: ignore[arg-type]
-    per_item = [c["scores"].get("_correct") for c in scored]
-    resampled = all(p is not None for p in per_item)
+    priors = [c["prior"]["source_accuracy"] if c["prior"] else (CHANCE_PRIOR if c["weights"] == "none" else None)
+              for c in scored]
+    fixed = [[float(p) for p in priors]] if all(p is not None for p in priors) and len(set(priors)) > 1 else []
 
-    def combined(accuracies: list[list[float]]) -> list[float]:
-        rows = [_ranks(v) for v in [*accuracies, *fixed]]
+    def combined(logme: list[float]) -> list[float]:
+        rows = [_ranks(v) for v in [logme, *fixed]]
         return [sum(r[i] for r in rows) / len(rows) for i in range(len(scored))]
 
-    if resampled:
-        full = [[float(p[j].mean()) for p in per_item] for j in range(2)]  # type: ignore[index]
-        point = combined(full)
-        first = [0] * len(scored)
-        draws = _bootstrap(per_item[0].shape[1], seed)  # type: ignore[index]
-        stacked = torch.stack(per_item)  # (candidates, 2, items)
-        means = stacked[:, :, draws].mean(-1)  # (candidates, 2, resamples)
-        for b in range(RESAMPLES):
-            values = combined([means[:, j, b].tolist() for j in range(2)])
-            best = min(values)
-            winners = [i for i, v in enumerate(values) if v == best]
+    point = combined([c["scores"]["logme"] for c in scored])
+    draws = [c["scores"].get("_logme_draws") for c in scored]
+    first = None
+    if all(d is not None and len(d) == len(draws[0]) for d in draws) and draws[0]:
+        wins = [0.0] * len(scored)
+        used = 0
+        for b in range(len(draws[0])):
+            logme = [d[b] for d in draws]  # type: ignore[index]
+            if not all(math.isfinite(v) for v in logme):  # a resample of one class: no LogME to rank by
+                continue
+            used += 1
+            values = combined(logme)
+            winners = [i for i, v in enumerate(values) if v == min(values)]
             for i in winners:
-                first[i] += 1 / len(winners)
-    else:
-        point = combined([])
-        first = [RESAMPLES if v == min(point) else 0 for v in point]
+                wins[i] += 1 / len(winners)
+        first = [w / used for w in wins] if used else None
     order = sorted(range(len(scored)), key=lambda i: (point[i], -scored[i]["scores"]["logme"]))
     for place, i in enumerate(order, 1):
         scored[i]["rank"] = place
         scored[i]["mean_rank"] = round(point[i], 3)
-        scored[i]["first_probability"] = round(first[i] / RESAMPLES, 3) if resampled else None
+        scored[i]["first_probability"] = round(first[i], 3) if first is not None else None
 
 
-def transfer_gain(pre: dict[str, Any], random: dict[str, Any], seed: int, answers: tuple[Any, Any] | None = None
-                  ) -> dict[str, Any] | None:
-    """Pre-trained against random-init features of the same architecture: the mean of k-NN and probe accuracy, its
-    difference, and a paired bootstrap 95% interval; where accuracies cannot be had (a task without classes), LogME's
-    difference, with a paired bootstrap interval recomputing LogME on the same resampled items for both (``answers``:
-    the two feature sets)."""
+def logme_draws(answer: Any, draws: Any) -> list[float] | None:
+    """LogME of ``answer`` on each resample of the items (``draws``: ``(resamples, n)`` indices); ``None`` when the
+    features cannot be scored (non-finite, or a resample with one class only is NaN and left to the caller)."""
+    import torch
+
+    f = answer.features.double()
+    if not bool(torch.isfinite(f).all()):
+        return None
+    out = []
+    for index in draws:
+        if answer.labels is None:
+            out.append(transferability.logme_regression(f[index], answer.targets.double()[index]))
+            continue
+        labels = answer.labels.long()[index]
+        out.append(transferability.logme(f[index], labels) if len(torch.unique(labels)) > 1 else math.nan)
+    return out
+
+
+def transfer_gain(pre: dict[str, Any], random: dict[str, Any], seed: int) -> dict[str, Any] | None:
+    """Pre-trained against random-init features of the same architecture: LogME's difference with a 95% interval
+    over the same subsamples of the items for both, and beside it the frozen-feature accuracies' difference (the
+    mean of k-NN and probe) with its own."""
+    import torch
+
+    if "logme" not in pre or "logme" not in random:
+        return None
+    value = pre["logme"] - random["logme"]
+    interval = None
+    mine, theirs = pre.get("_logme_draws"), random.get("_logme_draws")
+    if mine is not None and theirs is not None:
+        differences = torch.tensor(mine, dtype=torch.float64) - torch.tensor(theirs, dtype=torch.float64)
+        differences = differences[torch.isfinite(differences)]
+        interval = _jackknife_interval(value, differences) if len(differences) >= 10 else None
+    gain: dict[str, Any] = {"measure": "LogME", "value": round(value, 4), "interval": interval,
+                            "helps": interval[0] > 0 if interval else value > 0,
+                            "worse": interval[1] < 0 if interval else False}
     if "_correct" in pre and "_correct" in random:
         difference = (pre["_correct"] - random["_correct"]).mean(0)  # per item: (knn + probe) / 2, pre - random
         draws = _bootstrap(len(difference), seed + 1)
-        interval = _interval(difference[draws].mean(-1))
-        value = float(difference.mean())
-        helps = interval[0] > 0
-        return {"measure": "accuracy (mean of k-NN and probe)", "value": round(value, 4), "interval": interval,
-                "helps": helps}
-    if "logme" in pre and "logme" in random:
-        value = pre["logme"] - random["logme"]
-        interval = _logme_interval(*answers, seed) if answers is not None else None
-        return {"measure": "LogME", "value": round(value, 4), "interval": interval,
-                "helps": interval[0] > 0 if interval else value > 0}
-    return None
-
-
-def _logme_interval(pre: Any, random: Any, seed: int) -> list[float] | None:
-    """A paired bootstrap 95% interval of LogME(pre) - LogME(random) over the items."""
-    import torch
-
-    n = len(pre.features)
-    if n < 4 or not bool(torch.isfinite(pre.features).all() and torch.isfinite(random.features).all()):
-        return None
-    draws = torch.randint(0, n, (LOGME_RESAMPLES, n), generator=torch.Generator().manual_seed(seed + 3))
-
-    def value(answer: Any, index: Any) -> float:
-        f = answer.features.double()[index]
-        if answer.labels is None:
-            return transferability.logme_regression(f, answer.targets.double()[index])
-        labels = answer.labels.long()[index]
-        return transferability.logme(f, labels) if len(torch.unique(labels)) > 1 else math.nan
-
-    differences = torch.tensor([value(pre, i) - value(random, i) for i in draws], dtype=torch.float64)
-    differences = differences[torch.isfinite(differences)]
-    return _interval(differences) if len(differences) >= 10 else None
+        gain["frozen_accuracy"] = {"value": round(float(difference.mean()), 4),
+                                   "interval": _interval(difference[draws].mean(-1))}
+    return gain
 
 
 def shift(answer: Any, seed: int) -> dict[str, Any] | None:
@@ -260,34 +288,28 @@ def recommend(candidates: list[dict[str, Any]], per_class_median: float | None) 
         share = best.get("first_probability")
         why.append(f"{best['backbone']} ranks first of {len(ranked)}" +
                    (f" (first in {share:.0%} of resamples)" if share is not None else ""))
-    floor = best["random_init"]["scores"]
     if best["weights"] == "none":  # a candidate without weights scored best: random features beat every other
         policy = "scratch"
         why.append(f"{best['backbone']} has no pre-trained weights, and its random-init features scored above every "
                    "pre-trained candidate's: transfer is unlikely to help; train from scratch, and check with "
                    "compare.scratch")
         sets = [f"backbone.name={best['backbone']}", "backbone.weights=none", "policy.name=fine-tune"]
-    elif gain is not None and not gain["helps"]:
+    elif gain is not None and gain["worse"]:
         policy = "scratch"
-        interval = (f", 95% interval {gain['interval'][0]:+.3f} to {gain['interval'][1]:+.3f}"
-                    if gain["interval"] else "")
-        worse = gain["interval"] is not None and gain["interval"][1] < 0
-        if not worse and min(floor.get("knn_accuracy", 0.0), floor.get("probe_accuracy", 0.0)) >= CEILING:
-            why.append(f"random-init features already separate the classes (k-NN {floor['knn_accuracy']:.2f}, probe "
-                       f"{floor['probe_accuracy']:.2f}): the task is too easy for pre-training to show a gain, and "
-                       "scratch is likely enough; check with compare.scratch")
-        else:
-            why.append(f"its pre-trained features are {'worse than' if worse else 'no better than'} random-init ones "
-                       f"({gain['measure']} "
-                       f"{gain['value']:+.3f}{interval}): negative transfer is likely; train from scratch, and check "
-                       "with compare.scratch")
+        why.append(f"its pre-trained features are worse than random-init ones (LogME {gain['value']:+.3f}, 95% "
+                   f"interval {gain['interval'][0]:+.3f} to {gain['interval'][1]:+.3f}): negative transfer is likely; "
+                   "train from scratch, and check with compare.scratch")
         sets = [f"backbone.name={best['backbone']}", "backbone.weights=none", "policy.name=fine-tune"]
     else:
         if gain is not None:
-            interval = f" (95% interval {gain['interval'][0]:+.3f} to {gain['interval'][1]:+.3f})" if gain["interval"] \
-                else ""
-            why.append(f"its pre-trained features beat random-init ones by {gain['value']:+.3f} "
-                       f"{gain['measure']}{interval}")
+            interval = (f" (95% interval {gain['interval'][0]:+.3f} to {gain['interval'][1]:+.3f})"
+                        if gain["interval"] else "")
+            if gain["helps"]:
+                why.append(f"its pre-trained features beat random-init ones by {gain['value']:+.3f} LogME{interval}")
+            else:
+                why.append(f"its pre-trained features are not measurably better than random-init ones "
+                           f"({gain['value']:+.3f} LogME{interval}), nor worse: on small data transfer is the better "
+                           "bet, but check with compare.scratch")
         moved = best.get("shift") or {}
         if moved.get("detected"):
             policy = "probe-then-fine-tune"
@@ -334,6 +356,7 @@ def diagnose(recipe: Recipe, backbones: list[str] | None = None, progress: Any =
     reporter = progress or (lambda label, total: (lambda n: None))
     total = sum(len(getattr(data, split, None) or []) for split in ("train", "val")) or None
     unit, items, counts = "items", 0, None
+    draws = None  # the same bootstrap resamples of the items for every candidate and twin
     for name in names:
         pre_recipe = candidate_recipe(recipe, name)
         first = "random-init" if pre_recipe.backbone.random_init else "pre-trained"
@@ -347,15 +370,21 @@ def diagnose(recipe: Recipe, backbones: list[str] | None = None, progress: Any =
         if answer.labels is not None:
             counts = class_counts(answer.labels.long())
         entry = getattr(getattr(model, "backbone", None), "entry", None)
-        pre_scores, twin_scores = score(answer, seed), score(twin, seed)
+        pre_scores = score(answer, seed)
+        twin_scores = pre_scores if twin is answer else score(twin, seed)
+        if draws is None:
+            draws = _subsamples(items, seed + 3)
+        for scores, features in ((pre_scores, answer), (twin_scores, twin)):
+            if "logme" in scores and "_logme_draws" not in scores:
+                scores["_logme_draws"] = logme_draws(features, draws)
         candidate = {
             "backbone": name,
             "weights": pre_recipe.backbone.weights if entry is None else entry.name,
             "feature_dim": int(answer.features.shape[1]),
             "how": answer.how,
             "scores": pre_scores,
-            "random_init": {"scores": twin_scores},
-            "transfer_gain": transfer_gain(pre_scores, twin_scores, seed, (answer, twin)),
+            "random_init": {"scores": dict(twin_scores) if twin is answer else twin_scores},
+            "transfer_gain": transfer_gain(pre_scores, twin_scores, seed),
             "prior": ({"source_accuracy": entry.source_accuracy, "on": entry.training_data}
                       if entry is not None and entry.source_accuracy is not None else None),
             "shift": shift(answer, seed),
@@ -365,9 +394,10 @@ def diagnose(recipe: Recipe, backbones: list[str] | None = None, progress: Any =
         if entry is None:
             candidate["scores"]["notes"].append("no pre-trained weights: the candidate is its own random-init twin")
         candidates.append(candidate)
-    rank(candidates, seed)
+    rank(candidates)
     for c in candidates:
         for scores in (c["scores"], c["random_init"]["scores"]):
+            scores.pop("_logme_draws", None)
             correct = scores.pop("_correct", None)
             if correct is not None:
                 draws = _bootstrap(correct.shape[1], seed + 2)

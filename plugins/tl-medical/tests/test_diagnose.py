@@ -35,7 +35,9 @@ def assert_scored(candidate: dict) -> None:
         assert 0 <= scores["knn_accuracy"] <= 1 and 0 <= scores["probe_accuracy"] <= 1
         assert isinstance(scores["logme"], float)
     gain = candidate["transfer_gain"]
-    assert gain["measure"].startswith("accuracy") and gain["interval"][0] <= gain["value"] <= gain["interval"][1]
+    assert gain["measure"] == "LogME" and gain["interval"][0] <= gain["value"] <= gain["interval"][1]
+    frozen = gain["frozen_accuracy"]  # the k-NN and probe accuracies' gain, beside LogME's
+    assert frozen["interval"][0] <= frozen["value"] <= frozen["interval"][1]
 
 
 def assert_shift_from_photographs(candidate: dict, as_input: str) -> None:
