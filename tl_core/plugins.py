@@ -52,6 +52,9 @@ REGISTRATION_HOOKS = {
     "data format": "tl_register_datasets",
     "recipe": "tl_register_recipes",
 }
+#: backbone names with a library prefix, built on first use (tl_core.ecosystem, imported only then: tl plugins and
+#: the listings never load it, nor the library)
+BACKBONE_RESOLVERS = {"timm": "tl_core.ecosystem:timm_spec"}
 EVENT_HOOKS = ("tl_on_run_start", "tl_on_epoch_end", "tl_on_run_end", "tl_add_commands")
 #: older hook APIs whose plugins this tl still runs (names that moved warn; see tl_core.compat)
 LEGACY_HOOK_APIS = ("1.1", "1.0")
@@ -411,7 +414,7 @@ def registry(kind: str) -> Registry[Any]:
         answers: list[Registered] = getattr(pm.hook, hookname)(register=_no_register)
     finally:
         _filling.discard(kind)
-    reg: Registry[Any] = Registry(kind)
+    reg: Registry[Any] = Registry(kind, BACKBONE_RESOLVERS if kind == "backbone" else None)
     for answer in reversed(answers):  # registration order: built-ins first
         try:
             if answer.error is not None:
