@@ -157,13 +157,16 @@ def faces(per_class: int) -> Path:
     return out
 
 
-def medical_2d(per_class: int, test_per_class: int) -> tuple[Path, Path]:
+def medical_data(dims: int, per_class: int, test_per_class: int) -> tuple[Path, Path]:
+    """tl-medical's synthetic lesion-or-not scans: 2D PNGs at 64 px, or 3D NIfTI volumes at 32^3; train and test
+    from different seeds (written once per benchmark directory)."""
     from tl_medical.synthetic import write_classification
 
-    root = WORK / f"medical-2d-{per_class}"
+    fmt, size = ("png", 64) if dims == 2 else ("nifti", 32)
+    root = WORK / f"medical-{dims}d-{per_class}"
     if not root.exists():
-        write_classification(root / "train", per_class, 2, "png", size=64, seed=0)
-        write_classification(root / "test", test_per_class, 2, "png", size=64, seed=1)
+        write_classification(root / "train", per_class, dims, fmt, size=size, seed=0)  # type: ignore[arg-type]
+        write_classification(root / "test", test_per_class, dims, fmt, size=size, seed=1)  # type: ignore[arg-type]
     return root / "train", root / "test"
 
 
@@ -178,16 +181,6 @@ def medical_recipe(train: Path, test: Path, epochs: int) -> dict[str, Any]:
                                               "positive_class": "lesion"}},
         "train": {"epochs": epochs, "batch_size": 16, "lr": 3e-3, "seed": 0, "device": "cpu", "metric": "accuracy"},
     }
-
-
-def medical_3d(per_class: int, test_per_class: int) -> tuple[Path, Path]:
-    from tl_medical.synthetic import write_classification
-
-    root = WORK / f"medical-3d-{per_class}"
-    if not root.exists():
-        write_classification(root / "train", per_class, 3, "nifti", size=32, seed=0)
-        write_classification(root / "test", test_per_class, 3, "nifti", size=32, seed=1)
-    return root / "train", root / "test"
 
 
 def medical_3d_recipe(train: Path, test: Path, epochs: int) -> dict[str, Any]:
@@ -215,11 +208,11 @@ def tasks(epochs: int, size: int) -> dict[str, tuple[dict[str, Any], list[str]]]
         return image_recipe(root / "train", root / "test", epochs, size), IMAGE_CANDIDATES
 
     def medical_task() -> tuple[dict[str, Any], list[str]]:
-        train, test = medical_2d(20, 30)
+        train, test = medical_data(2, 20, 30)
         return medical_recipe(train, test, epochs), IMAGE_CANDIDATES
 
     def medical_3d_task() -> tuple[dict[str, Any], list[str]]:
-        train, test = medical_3d(12, 16)
+        train, test = medical_data(3, 12, 16)
         return medical_3d_recipe(train, test, epochs), ["resnet152_3d_ct", "mobilenet_v2", "resnet152_3d_ct-random",
                                                         "mobilenet_v2-random"]
 

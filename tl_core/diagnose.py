@@ -18,6 +18,7 @@ LogME's gain over the random-init twin judges transfer, and the accuracies say h
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -406,11 +407,7 @@ def diagnose(recipe: Recipe, backbones: list[str] | None = None, progress: Any =
             for key, value in list(scores.items()):
                 if isinstance(value, float):
                     scores[key] = round(value, 4) if math.isfinite(value) else None
-    median = None
-    if counts:
-        ordered = sorted(counts)
-        middle = len(ordered) // 2
-        median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    median = statistics.median(counts) if counts else None
     result = {
         "recipe": recipe.description or "",
         "task": recipe.task,

@@ -16,10 +16,10 @@ from tl_core.train import evaluate_outputs
 RESAMPLES = 200
 
 
-def _words(metric: str, split: str, value: float, interval: list[float] | None, items: int | None,
-           unit: str) -> tuple[str, str, str]:
+def _words(metric: str, split: str, value: float, interval: list[float] | None, items: int | None
+           ) -> tuple[str, str, str]:
     """(outcome, confidence, sentence)."""
-    spread = (f" (95% interval {interval[0]:+.4f} to {interval[1]:+.4f}{unit})" if interval else "")
+    spread = f" (95% interval {interval[0]:+.4f} to {interval[1]:+.4f})" if interval else ""
     if interval is not None and interval[0] > 0:
         return "transfer helped", "high", f"transfer helped by {value:+.4f} {metric} on {split}{spread}"
     if interval is not None and interval[1] < 0:
@@ -49,7 +49,7 @@ def verdict(task: str, metric: str, transfer: Any, scratch: Any, classes: list[s
         resampled = _paired_bootstrap(task, metric, mine, theirs, classes, options, seed, sign)
         if resampled is not None:
             interval, better, items = resampled
-    outcome, confidence, sentence = _words(metric, split, value, interval, items, "")
+    outcome, confidence, sentence = _words(metric, split, value, interval, items)
     return {"outcome": outcome, "metric": metric, "split": split, "difference": value, "interval": interval,
             "transfer_better_share": better, "items": items, "confidence": confidence, "message": sentence,
             "method": f"paired bootstrap over the {split} items ({RESAMPLES} resamples)" if interval else
@@ -106,7 +106,7 @@ def over_seeds(metric: str, split: str, transfer: list[float], scratch: list[flo
     if n > 1:
         half = stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)
         interval = [round(mean - half, 4), round(mean + half, 4)] if std > 0 else [round(mean, 4)] * 2
-    outcome, confidence, sentence = _words(metric, split, mean, interval, n, "")
+    outcome, confidence, sentence = _words(metric, split, mean, interval, n)
     if interval is not None and interval[0] <= 0 <= interval[1]:
         sentence = sentence.replace(f"within the noise of {n} items", f"within the spread of {n} seeds")
     wins = sum(d > 0 for d in differences)
