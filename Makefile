@@ -42,6 +42,8 @@ demo: install
 test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
+	# the conformance suite over a sample of timm:, torchvision: and hf: backbones (tl_core.testing.ECOSYSTEM_SAMPLE)
+	$(PY) -m pytest -q -p no:cacheprovider --tl-conformance=ecosystem
 	set -e; for p in $(dir $(PLUGINS)); do $(PY) -m pytest -q $$p/tests; done
 	# and each plugin through tl's conformance suite (tl_core.testing), by its entry-point name
 	set -e; for p in $(dir $(PLUGINS)); do $(PY) -m pytest -q -p no:cacheprovider \

@@ -1,5 +1,8 @@
-"""Any timm model as a backbone by name (``timm:NAME``, issue 14): built from timm's own metadata - its pooled
-features, its layer groups (``group_matcher``), its preprocessing (``pretrained_cfg``), its hub weights entry."""
+"""Any model of timm, torchvision or the Hugging Face hub as a backbone by name (``timm:NAME``, ``torchvision:NAME``,
+``hf:ID``; issue 14): built from the library's own metadata - pooled features, layer groups (timm's
+``group_matcher``, torchvision's stages, a transformers encoder's layers), preprocessing (``pretrained_cfg``, the
+weights enum's ``transforms()``, the image processor), weights entries (the hub file; torchvision's URL and hash
+prefix) - and held to the recipe's pins (``backbone.sha256``, ``backbone.revision``)."""
 
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ def test_a_timm_model_trains_one_tiny_epoch_from_its_config(name, write_recipe, 
 
 def test_the_groups_are_timms_and_cover_every_parameter():
     import timm
+    import torch
     from timm.models import group_parameters
 
     from tl_core.plugins import registry
@@ -46,7 +50,7 @@ def test_the_groups_are_timms_and_cover_every_parameter():
         assert {owners[n][0] for n in params} == {f"group{index}"}
     cfg = timm.create_model("convnext_atto", pretrained=False).pretrained_cfg
     assert spec.input.mean == tuple(cfg["mean"]) and spec.input.crop_pct == cfg["crop_pct"]
-    assert spec.feature_dim == model.num_features
+    assert spec.feature_dim == model.num_features == model(torch.zeros(1, 3, 32, 32)).shape[-1]
     entry = spec.weights[0]
     assert entry.source == "hf" and entry.location == f"{cfg['hf_hub_id']}/model.safetensors"
     assert entry.classifier == (cfg["classifier"],)
@@ -85,11 +89,11 @@ def test_unknown_names_and_tags_are_one_line(write_recipe, cli, tmp_path):
         assert_refused(cli("inspect", recipe), says)
 
 
-def test_listing_plugins_and_backbones_never_imports_timm(tmp_path):
+def test_listing_plugins_and_backbones_never_imports_the_libraries(tmp_path):
     code = ("import sys; from tl_core.plugins import registry, plugins; plugins(); registry('backbone'); "
-            "print('timm' in sys.modules)")
+            "print([m for m in ('timm', 'torchvision', 'transformers', 'torch') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert out.strip() == "[]"
 
 
 def test_hub_weights_offline_are_one_line_naming_the_file(write_recipe, cli, tmp_path):
@@ -98,3 +102,202 @@ def test_hub_weights_offline_are_one_line_naming_the_file(write_recipe, cli, tmp
     assert_refused(cli("run", recipe, "--out", tmp_path / "run"),
                    "cannot fetch model.safetensors from the Hugging Face hub repo timm/resnet18.a1_in1k.*"
                    "set backbone.weights to the local file", tmp_path / "run")
+
+
+def tiny_hf_folder(folder, kind: str = "vit", weights: bool = False):
+    """A transformers vision encoder built from a tiny config, saved as a hub repo would hold it (config.json, the
+    image processor, optionally model.safetensors of a classifier checkpoint, whose ``vit.`` prefix and classifier
+    a backbone must lose)."""
+    import transformers as tf
+
+    if kind == "vit":
+        config = tf.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                              image_size=32, patch_size=8, num_labels=5)
+        processor = tf.ViTImageProcessor(size={"height": 32, "width": 32}, resample=3)
+        model = tf.ViTForImageClassification(config)
+    else:
+        config = tf.ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1])
+        processor = tf.ConvNextImageProcessor(size={"shortest_edge": 32})
+        model = tf.ConvNextModel(config)
+    config.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    if weights:
+        model.save_pretrained(folder)
+    return folder, model
+
+
+@pytest.mark.parametrize("name", ["timm:resnet18", "torchvision:resnet18", "hf"])
+def test_the_shipped_fine_tune_recipe_trains_one_tiny_epoch_on_each_library(name, cli, tmp_path):
+    """The issue's test: ``vision/fine-tune`` on a timm, a torchvision and a Hugging Face backbone built from
+    config."""
+    images = make_image_folder(tmp_path / "images", per_class=5, size=40)  # 12 training images: batches of 4
+    if name == "hf":
+        name = f"hf:{tiny_hf_folder(tmp_path / 'vit')[0]}"
+    code, _, err = cli("run", "vision/fine-tune", "--out", tmp_path / "run", "--quiet",
+                       "--set", f"backbone.name={name}", "--set", "backbone.weights=none",
+                       "--set", f"data.path={images}", "--set", "data.image_size=32", "--set", "train.epochs=1",
+                       "--set", "train.batch_size=4")
+    assert code == 0, err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["recipe"]["backbone"]["name"] == name and report["parameters"]["trainable"] > 0
+    assert 0.0 <= report["metrics"]["val"]["accuracy"] <= 1.0
+
+
+def test_torchvision_names_carry_the_weights_enum_and_the_stages():
+    import torchvision.models as models
+
+    from tl_core.plugins import registry
+
+    spec = registry("backbone").get("torchvision:resnet50")
+    enum = models.get_model_weights("resnet50")
+    assert [e.name for e in spec.weights] == ["DEFAULT", *(w.name for w in enum)]
+    default = spec.weights_entry("DEFAULT")
+    assert default.location == enum.DEFAULT.url and enum.DEFAULT.url.endswith(f"-{default.sha256}.pth")
+    assert spec.weights_entry("IMAGENET1K_V1").source_accuracy == enum.IMAGENET1K_V1.meta["_metrics"]["ImageNet-1K"][
+        "acc@1"]
+    transform = enum.DEFAULT.transforms()  # resize 232, crop 224, bilinear
+    assert (spec.input.size, spec.input.crop_pct) == (224, pytest.approx(224 / 232))
+    assert spec.input.interpolation == transform.interpolation.value and spec.input.mean == tuple(transform.mean)
+    assert [g.name for g in spec.layer_groups] == ["stem", "stage1", "stage2", "stage3", "stage4"]
+    assert spec.layer_groups[1].prefixes == ("layer1",) and default.classifier == ("fc",)
+    for name in ("efficientnet_b0", "vit_b_16", "swin_t"):  # a features stack, a class token and encoder, a Swin
+        spec = registry("backbone").get(f"torchvision:{name}")
+        model = spec.factory()
+        owners = {n: sum(g.owns(n) for g in spec.layer_groups) for n, _ in model.named_parameters()}
+        assert set(owners.values()) == {1}, name
+        assert len(spec.layer_groups) >= 5, name
+
+
+def test_a_torchvision_file_is_held_to_torchvisions_hash_prefix(write_recipe, cli, tmp_path):
+    """A file named as torchvision publishes it (resnet18-f37072fd.pth) is that file or nothing: one of other
+    content is refused by the hash prefix in its name; offline, the download names the file to fetch."""
+    import torch
+    import torchvision
+
+    images = make_image_folder(tmp_path / "images", per_class=2)
+    recipe = write_recipe(tiny_recipe(images, backbone={"name": "torchvision:resnet18", "weights": "IMAGENET1K_V1"}))
+    assert_refused(cli("run", recipe, "--out", tmp_path / "run"), "cannot download https://download.pytorch.org/models/resnet18-f37072fd.pth"
+                   ".*backbone.weights=/path/to/resnet18-f37072fd.pth")
+    fake = tmp_path / "resnet18-f37072fd.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), fake)  # a file as torchvision's, fc and all
+    recipe = write_recipe(tiny_recipe(images, backbone={"name": "torchvision:resnet18", "weights": str(fake)}))
+    assert_refused(cli("run", recipe, "--out", tmp_path / "run"), "has sha256 .*expected f37072fd", tmp_path / "run")
+    other = tmp_path / "mine.pth"  # the user's own file: mapped like the entry, its digest recorded
+    fake.rename(other)
+    recipe = write_recipe(tiny_recipe(images, backbone={"name": "torchvision:resnet18", "weights": str(other)},
+                                      train={"epochs": 1, "batch_size": 3}, data={"image_size": 32}))
+    code, _, err = cli("run", recipe, "--out", tmp_path / "run", "--quiet")
+    assert code == 0, err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    from tl_core.weights import sha256_of
+
+    assert report["weights"]["sha256_actual"] == sha256_of(other)
+    assert report["load_report"]["dropped"] == ["fc.weight", "fc.bias"]
+
+
+def test_a_pinned_sha256_refuses_another_file(write_recipe, cli, tmp_path):
+    import torch
+
+    from tl_core.plugins import registry
+    from tl_core.weights import sha256_of
+
+    images = make_image_folder(tmp_path / "images", per_class=2)
+    mine = tmp_path / "mine.pth"
+    torch.save(registry("backbone").get("torchvision:resnet18").factory().state_dict(), mine)
+    wrong = "0" * 64
+    recipe = write_recipe(tiny_recipe(images, backbone={"name": "torchvision:resnet18", "weights": str(mine),
+                                                        "sha256": wrong}))
+    assert_refused(cli("run", recipe, "--out", tmp_path / "bad"), f"has sha256 {sha256_of(mine)[:16]}.*expected "
+                   f"{wrong[:16]}", tmp_path / "bad")
+    recipe = write_recipe(tiny_recipe(images, backbone={"name": "torchvision:resnet18", "weights": str(mine),
+                                                        "sha256": sha256_of(mine)[:12].upper()},
+                                      train={"epochs": 1, "batch_size": 3}, data={"image_size": 32}))
+    code, _, err = cli("run", recipe, "--out", tmp_path / "run", "--quiet")
+    assert code == 0, err
+    recipe = write_recipe(tiny_recipe(images, backbone={"name": "torchvision:resnet18", "weights": "DEFAULT",
+                                                        "revision": "abc123"}))
+    assert_refused(cli("run", recipe, "--out", tmp_path / "rev"), "backbone.revision pins a Hugging Face hub file, but "
+                   "weights DEFAULT", tmp_path / "rev")
+
+
+def test_a_pinned_revision_reaches_the_hub_download(monkeypatch):
+    """``backbone.revision`` (timm:) and ``hf:ID@REV`` reach hf_hub_download as its revision."""
+    from tl_core import weights
+    from tl_core.model import pinned
+    from tl_core.plugins import registry
+
+    asked = {}
+
+    def download(repo, filename, revision=None):
+        asked.update(repo=repo, filename=filename, revision=revision)
+        raise OSError("offline")
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    entry = pinned(registry("backbone").get("timm:resnet18").weights[0], revision="0123abcd")
+    with pytest.raises(weights.WeightsError, match="resnet18.a1_in1k"):
+        weights.fetch(entry)
+    assert asked == {"repo": "timm/resnet18.a1_in1k", "filename": "model.safetensors", "revision": "0123abcd"}
+
+
+def test_an_hf_vision_encoder_from_a_folder_loads_its_weights_by_transformers_own_names(tmp_path):
+    """A classifier checkpoint's encoder loads whole into the backbone (transformers renames tensors between its
+    files and its modules, and strips ``vit.``), its classifier left out; the preprocessing is the image
+    processor's; the groups are the embeddings, each layer, the final norm."""
+    import torch
+
+    from tl_core.model import build_backbone
+    from tl_core.plugins import registry
+
+    folder, source = tiny_hf_folder(tmp_path / "vit", weights=True)
+    spec = registry("backbone").get(f"hf:{folder}")
+    assert spec.feature_dim == 32 and spec.input.size == 32 and spec.input.interpolation == "bicubic"
+    assert spec.input.mean == (0.5, 0.5, 0.5)
+    assert [g.prefixes for g in spec.layer_groups] == [("embeddings",), ("layers.0",), ("layers.1",), ("layernorm",)]
+    built = build_backbone(spec, "default")
+    assert not built.report.missing and not built.report.reinitialised and len(built.report.loaded) > 30
+    theirs = source.vit.state_dict()
+    for key, value in built.module.state_dict().items():
+        assert torch.equal(value, theirs[key]), key
+    source.eval()
+    built.module.eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        cls_token = source.vit(pixel_values=x).last_hidden_state[:, 0]  # what ViTForImageClassification reads
+        assert torch.allclose(built.module(x), cls_token, atol=1e-6)
+
+
+def test_hf_names_that_are_not_image_encoders_are_one_line(write_recipe, cli, tmp_path):
+    import transformers as tf
+
+    images = make_image_folder(tmp_path / "images", per_class=2)
+    tf.BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                  intermediate_size=32).save_pretrained(tmp_path / "bert")
+    tf.GPT2Config(n_embd=32, n_layer=1, n_head=2).save_pretrained(tmp_path / "gpt2")
+    for name, says in ((f"hf:{tmp_path / 'bert'}", "is a bert text encoder.*bert2bert"),
+                       (f"hf:{tmp_path / 'gpt2'}", "is a gpt2 model, neither a vision nor a text encoder"),
+                       (f"hf:{tmp_path / 'absent'}", "the folder .*absent does not exist"),
+                       ("hf:facebook/dinov2-small", "cannot read its config.*huggingface-cli download "
+                                                    "facebook/dinov2-small"),
+                       ("torchvision:resnet1888", "torchvision has no classification model 'resnet1888'.*did you "
+                                                  "mean.*resnet18"),
+                       ("torchvision:squeezenet1_0", "ends in no linear classifier"),
+                       ("torchvision:maskrcnn_resnet50_fpn", "is not an image classifier")):
+        recipe = write_recipe(tiny_recipe(images, backbone={"name": name, "weights": "none"}), "bad.yaml")
+        assert_refused(cli("inspect", recipe), says)
+    recipe = write_recipe(tiny_recipe(images, backbone={"name": "torchvision:resnet18", "weights": "IMAGENET9"}))
+    assert_refused(cli("inspect", recipe), "no weights entry 'IMAGENET9'.*known: DEFAULT, IMAGENET1K_V1")
+
+
+def test_search_lists_timm_and_torchvision_models_with_weights_and_licence(cli):
+    code, out, err = cli("backbones", "--search", "convnext_nano", "--json")
+    assert code == 0, err
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["timm:convnext_nano.in12k_ft_in1k"]["licence"] == "apache-2.0"
+    assert rows["timm:convnext_nano.in12k_ft_in1k"]["pretrained"] is True
+    code, out, _ = cli("backbones", "--search", "resnet18", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["torchvision:resnet18"]["weights"] == ["DEFAULT", "IMAGENET1K_V1"]
+    assert "resnet18" in rows and rows["resnet18"]["library"].startswith("tl")  # tl's own registered ones too
+    assert_refused(cli("backbones", "--search", "zzqqx"), "no backbone of tl, timm or torchvision has 'zzqqx'")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tl_core.errors import TLError
+from tl_core.errors import RegistryError, TLError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -121,13 +121,33 @@ def _option_cells(rows: list[dict[str, Any]]) -> None:
 
 
 @app.command()
-def backbones(as_json: JsonOpt = False) -> None:
+def backbones(as_json: JsonOpt = False, search: Annotated[str | None, typer.Option(
+        "--search", help="list the models of timm and torchvision whose names contain this (e.g. convnext), with "
+                         "their weights and licence: each is a backbone.name (timm:NAME, torchvision:NAME)")] = None,
+) -> None:
     """List backbones with their weights entries and layer groups (--json: every field of each)."""
     from dataclasses import asdict
 
     from tl_core.plugins import registry
 
     reg = registry("backbone")
+    if search is not None:
+        from tl_core.ecosystem import search as find
+
+        needle = search.lower()
+        found = [{"name": n, "library": f"tl ({reg.owner(n)})", "pretrained": bool(s.weights),
+                  "weights": [w.name for w in s.weights], "licence": ", ".join(sorted({w.licence for w in s.weights}))
+                  or "-"} for n, s in reg.items() if needle in n.lower()] + find(search)
+        if not found:
+            raise RegistryError(f"no backbone of tl, timm or torchvision has {search!r} in its name; try a shorter "
+                                "part (e.g. --search vit); Hugging Face models are named hf:ID from the hub "
+                                "(huggingface.co)")
+        if not as_json:
+            for row in found:
+                row["weights"] = ", ".join(row["weights"][:4]) + (" ..." if len(row["weights"]) > 4 else "") or "none"
+        _emit(found, as_json, f"backbones matching {search!r} ({len(found)})",
+              ["name", "library", "pretrained", "weights", "licence"])
+        return
     rows = [
         {
             "name": name,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from tl_core.components import BackboneSpec, InputSpec
-from tl_core.errors import TLError
+from tl_core.errors import TLError, WeightsError
 from tl_core.plugins import hook, registry
 from tl_core.weights import LoadReport, WeightsEntry, load_into, resolve_weights
 
@@ -59,14 +59,30 @@ class BuiltBackbone:
                          self.spec.input.spatial_dims, self.entry.crop_pct, self.entry.interpolation)
 
 
+def pinned(entry: WeightsEntry | None, sha256: str | None = None, revision: str | None = None) -> WeightsEntry | None:
+    """``entry`` held to a recipe's pins: ``backbone.sha256`` replaces the digest the file is checked against (a
+    local file's too), ``backbone.revision`` the hub commit an ``hf`` file is taken from (another source cannot take
+    one: said in one line)."""
+    if entry is None or (sha256 is None and revision is None):
+        return entry
+    if revision is not None and entry.source != "hf":
+        raise WeightsError(f"backbone.revision pins a Hugging Face hub file, but weights {entry.name} of "
+                           f"{entry.architecture} come from {entry.source} ({entry.location}); remove it, or pin the "
+                           "file with backbone.sha256")
+    return replace(entry, sha256=sha256.lower() if sha256 else entry.sha256,
+                   revision=revision if revision is not None else entry.revision)
+
+
 def build_backbone(spec: BackboneSpec, weights: str | None, target: InputSpec | None = None,
-                   allow_partial: bool = False) -> BuiltBackbone:
-    """Build ``spec``'s module, load the named weights into it and adapt it to ``target`` inputs if needed.
+                   allow_partial: bool = False, sha256: str | None = None,
+                   revision: str | None = None) -> BuiltBackbone:
+    """Build ``spec``'s module, load the named weights into it (held to the ``sha256`` and ``revision`` pins, see
+    :func:`pinned`) and adapt it to ``target`` inputs if needed.
 
     A load that leaves most of the architecture's tensors missing or re-initialised is an error unless
     ``allow_partial`` (a recipe's ``backbone.allow_partial``)."""
     module = spec.factory()
-    entry = resolve_weights(spec, weights)
+    entry = pinned(resolve_weights(spec, weights), sha256, revision)
     report = load_into(module, entry, allow_partial=allow_partial) if entry is not None else None
     if target is not None and (target.channels, target.spatial_dims) != (spec.input.channels,
                                                                           spec.input.spatial_dims):
@@ -90,7 +106,9 @@ def backbone_for(recipe: Recipe, target: InputSpec | None = None, weights: str |
     spec = registry("backbone").get(recipe.backbone.name)
     return build_backbone(spec, recipe.backbone.weights if weights is None else weights, target,
                           # a recipe-like object a plugin builds by hand may not carry the field
-                          allow_partial=getattr(recipe.backbone, "allow_partial", False))
+                          allow_partial=getattr(recipe.backbone, "allow_partial", False),
+                          sha256=getattr(recipe.backbone, "sha256", None),
+                          revision=getattr(recipe.backbone, "revision", None))
 
 
 def make_head(name: str, options: dict[str, Any], in_features: int, num_outputs: int) -> nn.Module:

@@ -158,6 +158,10 @@ def _train_and_write(recipe: Recipe, out: Path, resume: bool, quiet: bool, conso
     load_report = getattr(getattr(model, "backbone", None), "report", None)
     if load_report is not None:
         ctx.log(load_report.summary())
+        entry = getattr(model.backbone, "entry", None)
+        if entry is not None and not entry.sha256 and load_report.sha256:  # a hub file nobody has pinned yet
+            ctx.log(f"weights file sha256 {load_report.sha256} (recorded in report.json; pin it with "
+                    f"--set backbone.sha256={load_report.sha256})")
     for line in getattr(data, "skipped", [])[:5]:
         ctx.log(f"[yellow]skipped[/] {line}")
     if ctx.main_process:

@@ -23,6 +23,14 @@ class BackboneConfig(_Section):
     weights: str | None = Field(
         "default", description="weights entry name, a path to a local file, or 'none' for random init"
     )
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-fA-F]{8,64}$",
+        description="pin the weights file: its sha256 (or a prefix of at least 8 hex digits); another file is refused. "
+                    "report.json records the digest of the file a run used (weights.sha256_actual)"
+    )
+    revision: str | None = Field(
+        None, description="pin a Hugging Face hub file (timm:, hf: backbones) to a commit, branch or tag of its repo"
+    )
     allow_partial: bool = Field(
         False, description="train even when the weights leave most of the backbone's tensors missing or re-initialised"
     )

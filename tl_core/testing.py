@@ -67,7 +67,8 @@ OPTION = "--tl-conformance"
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.getgroup("tl").addoption(
         OPTION, action="store", default=None, metavar="PLUGIN",
-        help="run tl's conformance suite against PLUGIN (an entry-point name or a plugin module; comma-separated)",
+        help="run tl's conformance suite against PLUGIN (an entry-point name or a plugin module; comma-separated; "
+             "'ecosystem': a sample of timm:, torchvision: and hf: backbones)",
     )
 
 
@@ -279,11 +280,59 @@ def tl_tiny_data(tmp_path: Path) -> Callable[[str], list[str] | None]:
 # ------------------------------------------------------------------ what a plugin registered
 
 
+#: the prefixed backbone names ``--tl-conformance=ecosystem`` checks (issue 14): six timm families, four torchvision
+#: ones and, built from tiny configs in a temporary folder (the hub is not needed), four transformers vision encoders
+ECOSYSTEM_SAMPLE = (
+    "timm:resnet18", "timm:convnext_atto", "timm:efficientnet_b0", "timm:vit_tiny_patch16_224",
+    "timm:mobilenetv3_small_050", "timm:regnetx_002",
+    "torchvision:resnet18", "torchvision:mobilenet_v3_small", "torchvision:convnext_tiny", "torchvision:vit_b_16",
+)
+ECOSYSTEM = "ecosystem"
+
+
+def tiny_hf_encoders(folder: Path) -> list[str]:
+    """Four transformers vision encoders (ViT, DINOv2, ConvNeXt, Swin) from tiny configs, each saved into
+    ``folder`` with an image processor as a hub repo holds them; returns their ``hf:`` backbone names."""
+    import transformers as tf
+
+    tiny = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 32, "patch_size": 8}
+    models = {
+        "vit": (tf.ViTConfig(intermediate_size=64, **tiny), tf.ViTImageProcessor(size={"height": 32, "width": 32})),
+        "dinov2": (tf.Dinov2Config(**tiny), tf.BitImageProcessor(size={"shortest_edge": 36},
+                                                                   crop_size={"height": 32, "width": 32})),
+        "convnext": (tf.ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1]),
+                     tf.ConvNextImageProcessor(size={"shortest_edge": 32})),
+        "swin": (tf.SwinConfig(embed_dim=8, depths=[1, 1], num_heads=[1, 2], image_size=32, patch_size=4,
+                               window_size=2), tf.ViTImageProcessor(size={"height": 32, "width": 32})),
+    }
+    names = []
+    for kind, (config, processor) in models.items():
+        path = folder / f"tiny-{kind}"
+        config.save_pretrained(path)
+        processor.save_pretrained(path)
+        names.append(f"hf:{path}")
+    return names
+
+
+def _ecosystem() -> dict[str, list[tuple[str, Any]]]:
+    import tempfile
+
+    from tl_core.plugins import REGISTRATION_HOOKS, registry
+
+    names = [*ECOSYSTEM_SAMPLE, *tiny_hf_encoders(Path(tempfile.mkdtemp(prefix="tl-ecosystem-")))]
+    out: dict[str, list[tuple[str, Any]]] = {kind: [] for kind in REGISTRATION_HOOKS}
+    out["backbone"] = [(n, registry("backbone").get(n)) for n in names]
+    return out
+
+
 def owned(plugin: str) -> dict[str, list[tuple[str, Any]]]:
-    """``{kind: [(name, item), ...]}``: what the plugin called ``plugin`` (entry-point name or module) registered."""
+    """``{kind: [(name, item), ...]}``: what the plugin called ``plugin`` (entry-point name or module) registered;
+    ``ecosystem``: the backbones of :data:`ECOSYSTEM_SAMPLE` and :func:`tiny_hf_encoders`, by their prefixed names."""
     from tl_core.plugins import REGISTRATION_HOOKS, load_plugins, plugins, registry
 
     load_plugins()
+    if plugin == ECOSYSTEM:
+        return _ecosystem()
     names = {p.name: p for p in plugins()}
     by_module = {p.module: p.name for p in plugins()}
     name = plugin if plugin in names else by_module.get(plugin)
