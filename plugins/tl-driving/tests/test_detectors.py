@@ -38,7 +38,7 @@ def test_plugin_is_listed_and_lists_without_torch():
 
 @pytest.mark.parametrize("head", ["faster-rcnn", "retinanet", "fcos", "ssdlite"])
 def test_detector_trains_a_step_and_predicts_dataset_classes(head):
-    from tl_driving.models import build
+    from tl_driving.build import build
     from tl_driving.train import predict_step, train_step
 
     detector = build(recipe(head), DATA)
@@ -60,9 +60,27 @@ def test_detector_trains_a_step_and_predicts_dataset_classes(head):
         assert p["labels"].numel() == 0 or (p["labels"].min() >= 0 and p["labels"].max() < 3)
 
 
+@pytest.mark.parametrize("backbone", ["timm:convnext_atto", "torchvision:resnet18", "hf"])
+def test_a_detector_trains_on_a_backbone_named_by_its_library(backbone, tmp_path):
+    """timm:, torchvision: and hf: backbones (built from config) under a feature pyramid, as registered ones."""
+    from tl_core.testing import tiny_hf_encoders
+    from tl_driving.build import build
+    from tl_driving.train import train_step
+
+    if backbone == "hf":
+        backbone = next(n for n in tiny_hf_encoders(tmp_path) if n.endswith("convnext"))
+    detector = build(recipe("faster-rcnn", backbone, "none"), DATA)
+    detector.model.train()
+    loss = train_step(detector.model, IMAGES, TARGETS)
+    assert torch.isfinite(loss) and loss.requires_grad
+
+
 @pytest.mark.parametrize("backbone, taps", [
     ("mobilenet_v2", [("features.6", 8, 32), ("features.13", 16, 96), ("features.18", 32, 1280)]),
-    ("efficientnet_lite0", [("blocks.2", 8, 40), ("blocks.4", 16, 112), ("bn2", 32, 1280)]),
+    ("efficientnet_lite0", [("blocks.2", 8, 40), ("blocks.4", 16, 112), ("blocks.6", 32, 320)]),  # timm's feature_info
+    ("timm:resnet18", [("layer2", 8, 128), ("layer3", 16, 256), ("layer4", 32, 512)]),
+    ("timm:convnext_atto", [("stages.1", 8, 80), ("stages.2", 16, 160), ("stages.3", 32, 320)]),
+    ("torchvision:convnext_tiny", [("features.3", 8, 192), ("features.5", 16, 384), ("features.7", 32, 768)]),
     ("resnet18", [("layer2", 8, 128), ("layer3", 16, 256), ("layer4", 32, 512)]),
 ])
 def test_the_pyramid_reads_each_backbones_last_stage_at_strides_8_16_32(backbone, taps):
@@ -73,7 +91,7 @@ def test_the_pyramid_reads_each_backbones_last_stage_at_strides_8_16_32(backbone
 
 
 def test_a_backbone_without_features_attribute_is_a_detector_body_too():
-    from tl_driving.models import build
+    from tl_driving.build import build
 
     model = build(recipe("faster-rcnn", "resnet18", "none"), DATA).model
     model.train()
@@ -89,7 +107,7 @@ def train_loss(model):
 def test_a_deep_copy_of_a_detector_taps_its_own_layers():
     import copy
 
-    from tl_driving.models import build
+    from tl_driving.build import build
 
     model = build(recipe("fcos", weights="none"), DATA).model.eval()
     twin = copy.deepcopy(model)
@@ -102,7 +120,7 @@ def test_a_deep_copy_of_a_detector_taps_its_own_layers():
 
 def test_anchor_sizes_must_match_the_pyramid_levels():
     from tl_core.errors import TLError
-    from tl_driving.models import build
+    from tl_driving.build import build
 
     bad = recipe("faster-rcnn", weights="none")
     bad.head.options = {"anchor_sizes": [32, 64]}
@@ -119,7 +137,7 @@ def test_detection_heads_are_registered_for_object_detection():
 
 def test_a_classification_head_for_detection_is_a_clear_error():
     from tl_core.errors import TLError
-    from tl_driving.models import build
+    from tl_driving.build import build
 
     with pytest.raises(TLError, match="head 'linear' is not a detector; object-detection heads: faster-rcnn, fcos"):
         build(recipe("linear"), DATA)

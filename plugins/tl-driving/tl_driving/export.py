@@ -65,7 +65,8 @@ def _kind(recipe: Any) -> str:
 def rebuild_run(run_dir: Path) -> Rebuilt:
     """The trained model of a finished detection run, from its report and model file alone."""
     from tl_core.api import MODEL_FILE, load_run_state, read_run_state
-    from tl_driving import models, yolo
+    from tl_driving import yolo
+    from tl_driving.build import build
     from tl_driving.options import DrivingOptions
 
     recipe, classes, size = _run(run_dir)
@@ -79,7 +80,7 @@ def rebuild_run(run_dir: Path) -> Rebuilt:
         load_run_state(wrapper.model, path, state)
         return Rebuilt("yolo", wrapper, classes, size, recipe)
     data = SimpleNamespace(classes=classes, options=DrivingOptions(image_size=size))
-    detector = models.build(recipe, data, weights="none")
+    detector = build(recipe, data, weights="none")
     load_run_state(detector.model, path, state)
     return Rebuilt("torchvision", detector.model, classes, size, recipe)
 

@@ -14,6 +14,9 @@ stride-16 maps alone do.) The label of a vector is its box's class.
   own ``transform`` (normalised by the backbone's mean and std, resized as at evaluation: SSDlite to a square), and
   the maps are the registry backbone's tapped layer groups (:func:`tl_driving.models.taps`); the feature pyramid
   and the heads are new layers, so they are left out.
+* torchvision's whole COCO detectors (``torchvision:<model>``): the same transform; their feature pyramid was
+  trained on COCO with the body, and it is what their heads read, so the maps are its levels at strides 8, 16 and 32
+  (SSDlite: its two MobileNetV3 maps at 16 and 32); the heads are left out.
 * ultralytics YOLO: the images in [0, 1], the longer side ``data.options.image_size``, padded (right and bottom,
   ultralytics' letterbox grey) to a multiple of 32; the maps are the last backbone layer (stem to stage5, not the
   neck) at each stride, the layers the neck reads (P3, P4, P5).
@@ -82,7 +85,9 @@ def extract(recipe: Recipe, det: Detector, data: Any, progress: Any) -> FeatureS
 
         raise TLError(f"{recipe.data.path}: no ground-truth box of the training or validation images is large "
                       f"enough to pool at image size {det.size}; raise data.options.image_size")
-    where = ("the backbone's last layer at strides " if yolo else "the backbone's tapped layer groups at strides ")
+    whole = not yolo and not hasattr(model.detector.backbone, "names")  # a COCO detector's pre-trained pyramid
+    where = ("the backbone's last layer at strides " if yolo else "the detector's COCO-trained feature pyramid at "
+             "strides " if whole else "the backbone's tapped layer groups at strides ")
     strides = ", ".join(str(round(tensor.shape[-1] / m.shape[-1])) for m in maps)
     input_ = ("images in [0, 1], longer side resized, letterboxed" if yolo else
               "the detector's evaluation transform (normalised, resized)")
@@ -106,7 +111,9 @@ def _pool(maps: list[Any], j: int, boxes: Any, width: int) -> Any:
 
 
 def _torchvision_maps(model: Any) -> Any:
-    """``(images, targets) -> (input tensor, targets in its pixels, backbone maps)`` for a torchvision detector."""
+    """``(images, targets) -> (input tensor, targets in its pixels, backbone maps)`` for a torchvision detector: the
+    registry backbone's tapped layer groups, or - for a whole COCO detector, whose pyramid is pre-trained too - the
+    levels of its own feature pyramid (SSDlite: its feature maps) at strides 8, 16 and 32."""
     from tl_driving.models import _read
 
     detector = model.detector
@@ -114,8 +121,11 @@ def _torchvision_maps(model: Any) -> Any:
 
     def run(images: list[Any], targets: list[Any]) -> tuple[Any, list[Any], list[Any]]:
         batch, targets = detector.transform(images, targets)
-        maps = _read(body.module, batch.tensors, body.names)
-        return batch.tensors, targets, maps
+        if hasattr(body, "names"):  # tl's Body: a registry backbone under a new pyramid
+            return batch.tensors, targets, _read(body.module, batch.tensors, body.names)
+        width = batch.tensors.shape[-1]
+        levels = list(body(batch.tensors).values())
+        return batch.tensors, targets, [m for m in levels if round(width / m.shape[-1]) in STRIDES]
 
     return run
 

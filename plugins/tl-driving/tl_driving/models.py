@@ -1,4 +1,5 @@
-"""torchvision detectors (Faster R-CNN, RetinaNet, FCOS, SSDlite) on any registry backbone.
+"""torchvision detectors (Faster R-CNN, RetinaNet, FCOS, SSDlite) on any registry backbone. (torchvision's own
+COCO-trained detectors, whole, are :mod:`tl_driving.coco_detectors`'s; :mod:`tl_driving.build` picks one.)
 
 The registry backbone's stride-8, 16 and 32 maps (the last layer-group module at each stride, found by a probe
 image) feed a new feature pyramid (SSDlite: strides 16 and 32 and four new blocks); a fresh box predictor is
@@ -9,7 +10,9 @@ a frozen group's BatchNorm stays in eval mode, so its statistics cannot drift wi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import wraps
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,10 +51,15 @@ PROBE = 256  # a multiple of every stride
 def taps(module: Any, spec: Any, strides: tuple[int, ...] = STRIDES) -> list[tuple[str, int, int]]:
     """``(module name, stride, channels)`` of the maps a detector reads: for each stride, the last of the
     backbone's layer-group modules (a stage, a block; not their insides) whose output has that stride, found by
-    running one probe image through the backbone."""
+    running one probe image through the backbone. A timm model declares its feature maps (``feature_info``: what
+    ``features_only=True`` returns, whole stages after their residual sums); those are read instead, since its
+    layer groups (timm's ``group_matcher``) may end inside a stage (``layer4.1.bn2``, before the residual sum)."""
     import torch
 
     names = {p for g in spec.layer_groups for p in g.prefixes}
+    info = getattr(module, "feature_info", None)
+    if isinstance(info, list) and info and all(isinstance(f, dict) and "module" in f for f in info):
+        names = {f["module"] for f in info}
     modules = dict(module.named_modules())
     seen: list[tuple[str, Any]] = []
     handles = [modules[n].register_forward_hook(lambda m, i, o, n=n: seen.append((n, o)))
@@ -142,6 +150,26 @@ def _anchors(body: Any, options: DetectorOptions) -> Any:
     return AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * len(sizes))
 
 
+def detector_head(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A detector head's factory that refuses, in one line, to be built the way a classification head is
+    (``factory(in_features, num_outputs, **options)``, as ``tl inspect`` does): tl-driving builds a detector with
+    its backbone (:func:`build`), and there are no pooled features to put it on."""
+
+    def wrap(factory: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(factory)
+        def checked(module: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(module, int):
+                raise TLError(f"head {kind!r} is a detector, which tl-driving builds together with its backbone; this "
+                              "command puts a head on pooled features (tl inspect shows classification models "
+                              "only); a run's report.json counts the trainable and frozen parameters")
+            return factory(module, *args, **kwargs)
+
+        return checked
+
+    return wrap
+
+
+@detector_head("faster-rcnn")
 def faster_rcnn(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, size: int,
                 options: DetectorOptions) -> Any:
     from torchvision.models.detection import FasterRCNN
@@ -159,6 +187,7 @@ def faster_rcnn(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, s
                       box_detections_per_img=options.detections_per_image)
 
 
+@detector_head("retinanet")
 def retinanet(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, size: int,
               options: DetectorOptions) -> Any:
     from torchvision.models.detection import RetinaNet
@@ -169,6 +198,7 @@ def retinanet(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, siz
                      score_thresh=options.score_threshold, detections_per_img=options.detections_per_image)
 
 
+@detector_head("fcos")
 def fcos(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, size: int, options: DetectorOptions) -> Any:
     from torchvision.models.detection import FCOS
     from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -184,6 +214,7 @@ def fcos(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, size: in
 SSD_EXTRAS = (512, 256, 256, 128)
 
 
+@detector_head("ssdlite")
 def ssdlite(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, size: int,
             options: DetectorOptions) -> Any:
     """SSDlite as torchvision builds it on MobileNetV3 (its ``ssdlite320_mobilenet_v3_large``): the backbone's
@@ -248,6 +279,7 @@ def ssdlite(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, size:
                detections_per_img=options.detections_per_image, topk_candidates=300)
 
 
+@detector_head("yolo")
 def yolo_head(*args: Any, **kwargs: Any) -> Any:
     raise TLError("the yolo head is part of an ultralytics model: use a yolo backbone (yolo11n, yolov8n, ...)")
 
@@ -260,7 +292,8 @@ class Detector(ModelBundle):
     size: int = 320
 
 
-def build(recipe: Recipe, data: Any, weights: str | None = None) -> Detector:
+def on_backbone(recipe: Recipe, data: Any, weights: str | None = None) -> Detector:
+    """A registry backbone under a new pyramid and the recipe's torchvision head, sized for ``data.classes``."""
     from torch import nn
 
     from tl_core.api import backbone_for, registry

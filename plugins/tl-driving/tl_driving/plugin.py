@@ -1,4 +1,5 @@
-"""The tl-driving plugin: torchvision detectors on registry backbones, driving data formats, COCO mAP.
+"""The tl-driving plugin: torchvision detectors on registry backbones and torchvision's COCO detectors whole,
+ultralytics YOLO, driving data formats, COCO mAP.
 Importing this module imports neither torch, torchvision nor ultralytics."""
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ RECIPES = Path(__file__).parent / "recipes"
 
 @hookimpl
 def tl_register_backbones(register: Any) -> None:
-    from tl_driving.yolo_backbones import BACKBONES
+    from tl_driving import coco_backbones, yolo_backbones
 
-    for spec in BACKBONES:
+    for spec in (*yolo_backbones.BACKBONES, *coco_backbones.BACKBONES):
         register(spec)
 
 
@@ -44,13 +45,16 @@ def tl_register_recipes(register: Any) -> None:
 @hookimpl
 def tl_build_model(recipe: Any, data: Any) -> Any:
     from tl_driving import yolo, yolo_backbones
-    from tl_driving.models import TASK, build
+    from tl_driving.build import build
+    from tl_driving.coco_backbones import coco_model
+    from tl_driving.registrations import TASK
 
     if recipe.task != TASK:
         return None
-    if recipe.head.name == "yolo" or yolo_backbones.is_yolo(recipe.backbone.name):
+    name = recipe.backbone.name
+    if yolo_backbones.is_yolo(name) or (recipe.head.name == "yolo" and coco_model(name) is None):
         return yolo.build(recipe, data)
-    return build(recipe, data)
+    return build(recipe, data)  # a registry backbone under a torchvision head, or a whole COCO detector
 
 
 @hookimpl

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tl_core.api import TLError, WeightsError
+from tl_driving.class_rows import kept_line, source_rows
 from tl_driving.models import Detector
 from tl_driving.options import INTEGRATIONS, YoloOptions
 from tl_driving.yolo_backbones import coco_names
@@ -159,9 +160,9 @@ def read_checkpoint(path: Any, what: str) -> dict[str, Any]:
 
 def resize_classes(model: Any, classes: list[str], source_names: list[str] | None,
                    class_map: dict[str, str | None]) -> list[str]:
-    """Give the Detect head one output row per target class. Rows of classes the source model knew (by name,
-    after ``class_map``) keep their pre-trained weights; the others start fresh, with ultralytics' own bias prior.
-    Returns report lines naming what was kept.
+    """Give the Detect head one output row per target class. Rows of classes the source model knew (by name, after
+    ``class_map``, as :func:`tl_driving.class_rows.source_rows` matches them) keep their pre-trained weights; the
+    others start fresh, with ultralytics' own bias prior. Returns report lines naming what was kept.
 
     Only the last convolution of each class branch changes: its hidden width stays the source's, which is why
     tl hands ultralytics this very model instead of letting it rebuild one from the YAML for the new class count.
@@ -173,13 +174,7 @@ def resize_classes(model: Any, classes: list[str], source_names: list[str] | Non
 
     detect = model.model[-1]
     nc = len(classes)
-    reverse = {v: k for k, v in class_map.items() if v}
-    rows = {}
-    if source_names is not None:
-        for j, name in enumerate(classes):
-            src = reverse.get(name, name)
-            if src in source_names:
-                rows[j] = source_names.index(src)
+    rows = source_rows(classes, source_names, class_map) if source_names is not None else {}
     lines = []
     for i, branch in enumerate(detect.cv3):
         old = branch[-1]
@@ -191,9 +186,8 @@ def resize_classes(model: Any, classes: list[str], source_names: list[str] | Non
                 new.bias[j].copy_(old.bias[k])
         branch[-1] = new
         if source_names is not None:
-            kept = ", ".join(f"{classes[j]} (was {source_names[k]})" for j, k in rows.items()) or "none"
-            lines.append(f"model.{len(model.model) - 1}.cv3.{i}.{len(branch) - 1}: class rows kept for {kept}; "
-                         f"{nc - len(rows)} new")
+            lines.append(kept_line(f"model.{len(model.model) - 1}.cv3.{i}.{len(branch) - 1}", classes, source_names,
+                                   rows))
     detect.nc = nc
     detect.no = nc + detect.reg_max * 4
     model.nc = nc
