@@ -29,7 +29,8 @@ class BackboneConfig(_Section):
                     "report.json records the digest of the file a run used (weights.sha256_actual)"
     )
     revision: str | None = Field(
-        None, description="pin a Hugging Face hub file (timm:, hf: backbones) to a commit, branch or tag of its repo"
+        None, description="pin a Hugging Face hub file or checkpoint (timm: and hf: backbones, translation's hub "
+                          "checkpoints) to a commit, branch or tag of its repo"
     )
     allow_partial: bool = Field(
         False, description="train even when the weights leave most of the backbone's tensors missing or re-initialised"

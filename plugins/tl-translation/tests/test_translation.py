@@ -202,7 +202,7 @@ def test_a_classification_backbone_for_translation_is_a_clear_error():
     recipe = SimpleNamespace(backbone=SimpleNamespace(name="mobilenet_v2", weights="none"),
                              head=SimpleNamespace(name="seq2seq", options={}))
     with pytest.raises(TLError, match="backbone 'mobilenet_v2' is not a translation model; translation backbones: "
-                                      "minilm-bert2bert, marian-small, opus-mt"):
+                                      "minilm-bert2bert, bert2bert, marian-small, opus-mt"):
         build(recipe, SimpleNamespace(options=None))
 
 

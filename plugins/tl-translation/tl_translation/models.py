@@ -14,6 +14,10 @@ Backbones (``backbone.name``):
 ``marian-small``      a small MarianMT (d_model 256, 3+3 layers) built from its config, with a sentencepiece
                       vocabulary trained on the run's training data; random init. The offline model for
                       experiments and tests.
+``bert2bert``         a BERT2BERT warm-started from any encoder checkpoint (BERT, RoBERTa, XLM-R, mBERT, ...):
+                      ``backbone.weights: hf:owner/name[@REVISION]`` or a ``save_pretrained`` folder, its tokenizer
+                      the encoder's own; ``none``: a small BERT2BERT from config with a WordPiece vocabulary trained
+                      on the run's data. Built by :mod:`tl_translation.bert2bert`, one layer group per layer.
 ``opus-mt`` ...       hub models by id (online): MarianMT ``opus-mt``, ``mbart-50``, ``nllb-200``, ``m2m100``,
                       ``t5-small``, ``mt5-small``, ``byt5-small``. ``backbone.weights`` names an entry (the
                       default checkpoint) or ``hf:owner/name`` for any other checkpoint of the family, pinned to
@@ -30,7 +34,8 @@ The head's generation settings are written into the model's ``generation_config`
 (:func:`tl_translation.generation.set_generation_config`), so ``RUN/model`` generates with them when a
 transformers user calls ``generate()`` without arguments.
 
-Layer groups, in this order, for every built model (found by parameter name, so any checkpoint's depth works):
+Layer groups, in this order, for every built model but ``bert2bert`` (found by parameter name, so any checkpoint's
+depth works):
 ``embeddings`` (token and position embeddings; a tied output layer goes with them), ``encoder``, ``decoder``
 (self-attention, feed-forward, output layer) and ``cross-attention``. The core's policies act on them: e.g.
 ``freeze-groups`` with ``frozen: [embeddings, encoder, decoder]`` trains only the cross-attention.
@@ -41,14 +46,14 @@ Nothing here imports torch or transformers at import time.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tl_core.api import LayerGroup, ModelBundle, TLError, WeightsError
-from tl_translation.families import BACKBONES, FAMILIES, MINILM, check_language, import_object
+from tl_translation.families import BACKBONES, BERT2BERT, FAMILIES, MINILM, check_language, import_object
 from tl_translation.generation import set_generation_config
 from tl_translation.registrations import TASK
 
@@ -164,6 +169,10 @@ class Translator(ModelBundle):
 
     @property
     def groups(self) -> tuple[LayerGroup, ...]:
+        if self.backbone.spec.name == BERT2BERT:  # one group per layer, whatever the warm start's depth
+            from tl_translation.bert2bert import layer_groups
+
+            return layer_groups(self.model.backbone)
         return seq2seq_groups(self.model.backbone)
 
     @property
@@ -235,13 +244,15 @@ FOLDER_FIX = "point backbone.weights at a folder that save_pretrained wrote (a t
 
 @dataclass
 class Pretrained:
-    """What :func:`load_pretrained` loaded: the model, its tokenizer, the model's parameters the checkpoint did not
-    have (they start as the architecture initialises them), and the hub revision asked for."""
+    """What :func:`load_pretrained` (or a BERT2BERT warm start) loaded: the model, its tokenizer, the model's
+    parameters the checkpoint did not have (they start as the architecture initialises them), the hub revision asked
+    for, and the checkpoint's tensors the model does not use."""
 
     model: Any
     tokenizer: Any
     missing: list[str] = field(default_factory=list)
     revision: str | None = None
+    dropped: list[str] = field(default_factory=list)
 
 
 def check_folder(folder: Path, what: str, error: type[TLError] = WeightsError, fix: str = FOLDER_FIX) -> None:
@@ -283,6 +294,22 @@ def check_folder(folder: Path, what: str, error: type[TLError] = WeightsError, f
                 from None
 
 
+def load_failure(exc: Exception, what: str, location: str, local: bool, error: type[TLError] = WeightsError,
+                 fix: str = FOLDER_FIX) -> TLError:
+    """The one line a failed transformers load becomes: a local folder is not what save_pretrained writes (ending
+    with ``fix``); a hub id is not in the cache with no network to fetch it (:func:`_hub_error`), or its cached
+    copy is damaged."""
+    reason = _first_line(exc)
+    if "ignore_mismatched_sizes" in reason:
+        reason = "its tensors do not have the shapes its config.json gives"
+    if local:
+        return error(f"{what}: {location} is not a model folder written by save_pretrained ({reason}); {fix}")
+    if isinstance(exc, (OSError, ValueError)):
+        return _hub_error(what, exc)
+    return WeightsError(f"{what}: {location} from the Hugging Face hub cannot be loaded ({reason}); delete it from "
+                        "the Hugging Face cache and download it again")
+
+
 def load_pretrained(location: str, what: str, revision: str | None = None, error: type[TLError] = WeightsError,
                     fix: str = FOLDER_FIX) -> Pretrained:
     """A seq2seq model and its tokenizer from a ``save_pretrained`` folder (checked first, :func:`check_folder`;
@@ -303,16 +330,7 @@ def load_pretrained(location: str, what: str, revision: str | None = None, error
         model, info = AutoModelForSeq2SeqLM.from_pretrained(location, output_loading_info=True,
                                                             **({"use_safetensors": True} if local else pinned))
     except Exception as exc:  # transformers, sentencepiece and safetensors raise many kinds
-        reason = _first_line(exc)
-        if "ignore_mismatched_sizes" in reason:
-            reason = "its tensors do not have the shapes its config.json gives"
-        if local:
-            raise error(f"{what}: {location} is not a model folder written by save_pretrained ({reason}); "
-                        f"{fix}") from None
-        if isinstance(exc, (OSError, ValueError)):
-            raise _hub_error(what, exc) from None
-        raise WeightsError(f"{what}: {location} from the Hugging Face hub cannot be loaded ({reason}); delete it "
-                           "from the Hugging Face cache and download it again") from None
+        raise load_failure(exc, what, location, local, error, fix) from None
     finally:
         logging.set_verbosity(level)
     if not getattr(model.config, "is_encoder_decoder", False):
@@ -323,6 +341,26 @@ def load_pretrained(location: str, what: str, revision: str | None = None, error
                     f"embeddings have {rows} rows: they are not a pair; use the tokenizer saved with the model")
     missing = sorted(k for k in info.get("missing_keys") or [] if not _UNUSED.search(k))
     return Pretrained(model, tokenizer, missing, revision)
+
+
+def _pins(recipe: Recipe, weights: str | None) -> str | None:
+    """The recipe's ``backbone.revision``, for a hub checkpoint (``hf:REPO@REV`` says the same in the name; both is
+    one too many). ``backbone.sha256`` pins one file, and a translation checkpoint is a whole repo: refused, saying
+    how to pin it instead."""
+    from tl_core.api import is_path
+
+    revision = getattr(recipe.backbone, "revision", None)
+    if getattr(recipe.backbone, "sha256", None):
+        raise WeightsError("backbone.sha256 pins one weights file, but a translation checkpoint is a whole hub repo or "
+                           "folder (config, tokenizer, weights): pin its commit with backbone.revision or "
+                           "backbone.weights: hf:REPO@COMMIT instead")
+    if revision and weights and weights.startswith("hf:") and "@" in weights:
+        raise WeightsError(f"backbone.revision {revision!r} and backbone.weights {weights!r} both pin a revision; "
+                           "keep one")
+    if revision and weights and not weights.startswith("hf:") and (Path(weights).is_dir() or is_path(weights)):
+        raise WeightsError(f"backbone.revision pins a hub checkpoint, but backbone.weights {weights!r} is a local "
+                           "folder; remove it")
+    return revision
 
 
 def parse_hub_id(weights: str) -> tuple[str, str | None]:
@@ -367,22 +405,26 @@ def build(recipe: Recipe, data: Any, weights: str | None = None) -> Translator:
     head = registry("head").get(recipe.head.name)
     if TASK not in head.tasks:
         raise TLError(f"head {head.name!r} is not a translation head; use head: seq2seq")
-    if spec.name not in FAMILIES and spec.name != "minilm-bert2bert":
+    if spec.name not in FAMILIES and spec.name not in ("minilm-bert2bert", BERT2BERT):
         raise TLError(f"backbone {spec.name!r} is not a translation model; translation backbones: "
-                      f"minilm-bert2bert, {', '.join(FAMILIES)}")
+                      f"{', '.join(b.name for b in BACKBONES)}")
     options = data.options
     check_language(spec.name, options.source_lang, "source")
     check_language(spec.name, options.target_lang, "target")
     weights = recipe.backbone.weights if weights is None else weights
+    pin = _pins(recipe, weights)
     entry, report = None, None
     lowercase = False
     hub: dict[str, Any] | None = None  # where a hub checkpoint came from: repo and revision
     if weights and weights.startswith("hf:"):
         repo, revision = parse_hub_id(weights)
-        got = load_pretrained(repo, f"backbone.weights {weights}", revision)
+        revision = revision or pin
+        got = _load(spec.name, repo, f"backbone.weights {weights}", revision)
         hf, tokenizer = got.model, got.tokenizer
         report = _load_report(weights, got, repo)
         hub = {"repo": repo, "revision": revision}
+        lowercase = bool(getattr(tokenizer, "do_lower_case", False))
+        entry = given_entry(weights, spec.name, "hf", repo, revision)
     elif weights and weights.lower() != "none" and (Path(weights).is_dir() or is_path(weights)):
         folder = Path(weights)
         if (folder / "model").is_dir():  # a finished tl run: its saved model
@@ -390,10 +432,11 @@ def build(recipe: Recipe, data: Any, weights: str | None = None) -> Translator:
         if not folder.is_dir():
             raise WeightsError(f"backbone.weights: {weights} is not a folder; a translation model is a folder "
                                "written by save_pretrained (a tl run's RUN/model)")
-        got = load_pretrained(str(folder), "backbone.weights")
+        got = _load(spec.name, str(folder), "backbone.weights")
         hf, tokenizer = got.model, got.tokenizer
         report = _load_report(folder.name, got, str(folder))
         lowercase = bool(getattr(tokenizer, "do_lower_case", False))
+        entry = given_entry(weights, spec.name, "file", str(folder))
     elif spec.name == "minilm-bert2bert":
         tokenizer = minilm_tokenizer()
         lowercase = True
@@ -403,13 +446,21 @@ def build(recipe: Recipe, data: Any, weights: str | None = None) -> Translator:
             report = load_into(hf, entry, allow_partial=recipe.backbone.allow_partial)
     else:
         entry = resolve_weights(spec, weights)
+        if entry is not None and pin is not None:
+            entry = replace(entry, revision=pin)
         if entry is not None:  # a hub checkpoint of the family
             at = f"@{entry.revision}" if entry.revision else ""
-            got = load_pretrained(entry.location, f"backbone {spec.name} weights {entry.name} ({entry.location}{at})",
-                                  entry.revision)
+            got = _load(spec.name, entry.location, f"backbone {spec.name} weights {entry.name} ({entry.location}{at})",
+                        entry.revision)
             hf, tokenizer = got.model, got.tokenizer
             report = _load_report(entry.name, got, entry.location)
             hub = {"repo": entry.location, "revision": entry.revision}
+            lowercase = bool(getattr(tokenizer, "do_lower_case", False))
+        elif spec.name == BERT2BERT:  # a small BERT2BERT from config, with a WordPiece vocabulary of the training data
+            from tl_translation.bert2bert import from_config
+
+            hf, tokenizer = from_config([p.source for p in data.train] + [p.target for p in data.train],
+                                        options.vocab_size)
         else:  # from config, with a vocabulary trained on the training data
             tokenizer = vocab.train_tokenizer([p.source for p in data.train] + [p.target for p in data.train],
                                               options.vocab_size, options.source_lang, options.target_lang)
@@ -442,12 +493,35 @@ def build(recipe: Recipe, data: Any, weights: str | None = None) -> Translator:
                       extension, hub)
 
 
+def given_entry(weights: str, family: str, source: str, location: str, revision: str | None = None) -> Any:
+    """A weights entry for what ``backbone.weights`` named directly - a hub id or a local folder - so that the
+    run's report and ``tl diagnose`` know the model started from pre-trained weights (and from which), as they do
+    for a registered entry. Nothing here was checked against a published hash or licence, and it says so."""
+    from tl_core.api import WeightsEntry
+
+    where = "the Hugging Face hub" if source == "hf" else "a local save_pretrained folder"
+    return WeightsEntry(name=weights, architecture=family, source=source, location=location, sha256=None,
+                        licence="not recorded: see the checkpoint's own model card", mean=(), std=(),
+                        revision=revision, description=f"backbone.weights {weights}: a checkpoint from {where}")
+
+
+def _load(family: str, location: str, what: str, revision: str | None = None) -> Pretrained:
+    """A checkpoint for ``family``: for ``bert2bert``, an encoder warm-started as encoder and decoder
+    (:func:`tl_translation.bert2bert.load`); for the other families, the seq2seq model itself."""
+    if family == BERT2BERT:
+        from tl_translation import bert2bert
+
+        return bert2bert.load(location, what, revision)
+    return load_pretrained(location, what, revision)
+
+
 def _load_report(weights: str, got: Pretrained, file: str) -> Any:
     from tl_core.api import LoadReport
 
     missing = set(got.missing)
     return LoadReport(weights=weights, file=f"{file}@{got.revision}" if got.revision else file,
-                      loaded=[n for n, _ in got.model.named_parameters() if n not in missing], missing=got.missing)
+                      loaded=[n for n, _ in got.model.named_parameters() if n not in missing], missing=got.missing,
+                      dropped=got.dropped)
 
 
 def _set_languages(model: Any, tokenizer: Any, options: Any) -> None:
