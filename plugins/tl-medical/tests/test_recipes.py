@@ -134,9 +134,12 @@ def test_seg_3d_with_an_inflated_encoder(tl, med_seg3d_folder, tmp_path):
 
 
 def test_a_backbone_that_cannot_be_a_segmentation_encoder(tl, med_seg_folder, tmp_path):
+    # ConvNeXt's stem has stride 4: no feature map at stride 2 for the U-Net's first skip
     code, _, stderr = tl("run", "medical/seg-2d", "--out", tmp_path / "run", "--set", f"data.path={med_seg_folder}",
-                         "--set", "backbone.name=resnet18", "--set", "backbone.weights=none")
-    assert code == 2 and "cannot be a segmentation encoder" in stderr
+                         "--set", "backbone.name=convnext_tiny", "--set", "backbone.weights=none")
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "cannot be a segmentation encoder" in lines[0], stderr
+    assert "its feature maps come at strides 4, 8, 16, 32" in lines[0]
 
 
 # ---------------------------------------------------------------- the positive class is recorded, and said

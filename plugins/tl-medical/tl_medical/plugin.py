@@ -39,7 +39,8 @@ def tl_register_recipes(register: Any) -> None:
 def tl_adapt_backbone(backbone: Any, spec: Any, target: Any) -> Any:
     from tl_medical.adapt import adapt
 
-    return adapt(backbone, spec.input.channels, spec.input.spatial_dims, target.channels, target.spatial_dims)
+    return adapt(backbone, spec.input.channels, spec.input.spatial_dims, target.channels, target.spatial_dims,
+                 name=spec.name, size=target.size, native=spec.input.size)
 
 
 @hookimpl
