@@ -301,3 +301,44 @@ def test_search_lists_timm_and_torchvision_models_with_weights_and_licence(cli):
     assert rows["torchvision:resnet18"]["weights"] == ["DEFAULT", "IMAGENET1K_V1"]
     assert "resnet18" in rows and rows["resnet18"]["library"].startswith("tl")  # tl's own registered ones too
     assert_refused(cli("backbones", "--search", "zzqqx"), "no backbone of tl, timm or torchvision has 'zzqqx'")
+
+
+def test_the_feature_cache_and_every_policy_work_on_a_prefixed_backbone(write_recipe, cli, tmp_path):
+    """feature-extraction on torchvision:resnet18 caches its features (the second run reads them back), and each
+    freeze policy plans over its stage groups in tl inspect."""
+    images = make_image_folder(tmp_path / "images", per_class=4, size=32)
+    base = dict(backbone={"name": "torchvision:mobilenet_v3_small", "weights": "none"},
+                train={"epochs": 1, "batch_size": 3}, data={"image_size": 32})
+    recipe = write_recipe(tiny_recipe(images, policy={"name": "feature-extraction"}, **base))
+    for run in ("first", "second"):
+        code, _, err = cli("run", recipe, "--out", tmp_path / run, "--quiet")
+        assert code == 0, err
+    second = json.loads((tmp_path / "second" / "report.json").read_text())
+    assert second["feature_cache"]["used"] is True and second["feature_cache"]["hits"]["train"] is True
+    for policy in ({"name": "freeze-first", "groups": 3}, {"name": "gradual-unfreeze", "every": 1},
+                   {"name": "fine-tune", "layer_decay": 0.5}):
+        recipe = write_recipe(tiny_recipe(images, policy=policy, **base), "policy.yaml")
+        code, out, err = cli("inspect", recipe, "--json")
+        assert code == 0, err
+        rows = json.loads(out)[:-1]  # the stem-first groups; the last row is the head
+        assert rows[0]["group"] == "stage1" and len(rows) == 14
+        if policy["name"] == "freeze-first":
+            assert [r["trainable"] for r in rows[:4]] == [False, False, False, True]
+        if policy["name"] == "fine-tune":
+            assert rows[0]["lr"] < rows[-1]["lr"]
+
+
+def test_a_size_the_backbone_cannot_take_is_one_line_before_anything_is_written(write_recipe, cli, tmp_path):
+    """torchvision's ViT takes 224 px only: asked for 64 px, the run stops in one line naming the size it takes.
+    A transformers ViT interpolates its position embeddings, as its classifier can: it takes another size."""
+    images = make_image_folder(tmp_path / "images", per_class=4, size=48)
+    recipe = write_recipe(tiny_recipe(images, backbone={"name": "torchvision:vit_b_16", "weights": "none"},
+                                      data={"image_size": 64}))
+    assert_refused(cli("run", recipe, "--out", tmp_path / "run"),
+                   "backbone 'torchvision:vit_b_16' cannot take 64x64 images .*set data.image_size to its own "
+                   "size, 224", tmp_path / "run")
+    folder = tiny_hf_folder(tmp_path / "vit")[0]  # a 32 px ViT, trained at 48 px
+    recipe = write_recipe(tiny_recipe(images, backbone={"name": f"hf:{folder}", "weights": "none"},
+                                      train={"epochs": 1, "batch_size": 3}, data={"image_size": 48}))
+    code, _, err = cli("run", recipe, "--out", tmp_path / "hf", "--quiet")
+    assert code == 0, err

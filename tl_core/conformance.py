@@ -72,7 +72,8 @@ def test_backbone_builds_and_its_layer_groups_cover_every_parameter(entry: Any) 
         assert spec.feature_dim > 0, f"{plugin}: backbone {name!r}: feature_dim must be positive"
     for what, given in (("input", spec.input), *((f"weights {w.name}", w) for w in spec.weights)):
         mean, std = given.mean, given.std
-        assert len(mean) == len(std) == spec.input.channels or not _is_classifier(spec), \
+        # one value (a gray-level normalisation, broadcast over the channels) or one per channel
+        assert len(mean) == len(std) and len(mean) in (1, spec.input.channels) or not _is_classifier(spec), \
             f"{plugin}: backbone {name!r}: {what}'s mean/std have {len(mean)}/{len(std)} values for " \
             f"{spec.input.channels} channels"
         assert all(v > 0 for v in std), f"{plugin}: backbone {name!r}: {what}'s std {std} must be positive"

@@ -23,7 +23,7 @@ from typing import Any
 
 from tl_core.components import BackboneSpec, InputSpec, LayerGroup
 from tl_core.errors import RegistryError, WeightsError, did_you_mean
-from tl_core.weights import WeightsEntry
+from tl_core.weights import WeightsEntry, read_state_dict
 
 PHOTOS = "tl_core:builtin/classification/reference/photos"  # natural photographs standing in for ImageNet's domain
 
@@ -269,8 +269,12 @@ def _hf_pooled_class(base: type) -> type:
     if base in _POOLED:
         return _POOLED[base]
 
+    # a ViT's position embeddings interpolated to the run's image size, as its own classifier can be asked to
+    size = {"interpolate_pos_encoding": True} if "interpolate_pos_encoding" in inspect.signature(
+        base.forward).parameters else {}
+
     def forward(self: Any, pixel_values: Any) -> Any:
-        out = base.forward(self, pixel_values=pixel_values)
+        out = base.forward(self, pixel_values=pixel_values, **size)
         pooled = getattr(out, "pooler_output", None)
         if pooled is not None:
             return pooled.flatten(1)
@@ -353,8 +357,6 @@ def read_hf_weights(path: Path, what: str) -> dict[str, Any]:
     renames tensors between the names its files keep and the names its modules use (version 5 converts on load), so
     a plain key match would miss most of them; ``from_pretrained`` also strips a classifier checkpoint's model
     prefix (``vit.``) and leaves its classifier out. A file without its config beside it is read as it is."""
-    from tl_core.weights import read_state_dict
-
     folder = Path(path).parent
     if not (folder / "config.json").is_file():
         return read_state_dict(Path(path), what)

@@ -111,6 +111,27 @@ def backbone_for(recipe: Recipe, target: InputSpec | None = None, weights: str |
                           revision=getattr(recipe.backbone, "revision", None))
 
 
+def check_size(built: BuiltBackbone, size: int | None) -> None:
+    """Refuse, in one line, a run size the backbone cannot take: one forward pass of a blank image at ``size``,
+    made only when it is not the backbone's own size (a ViT of torchvision or timm takes its own size only; a
+    convolutional network takes any). Without it the first training batch would fail with the model's own
+    traceback."""
+    own = built.input.size
+    if not size or size == own or built.spec.input.spatial_dims != 2:
+        return
+    was_training = built.module.training
+    built.module.eval()
+    try:
+        with torch.no_grad():
+            built.module(torch.zeros(1, built.spec.input.channels, size, size))
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise TLError(f"backbone {built.spec.name!r} cannot take {size}x{size} images ({first}); set "
+                      f"data.image_size to its own size, {own}, or choose a backbone that takes any size") from None
+    finally:
+        built.module.train(was_training)
+
+
 def make_head(name: str, options: dict[str, Any], in_features: int, num_outputs: int) -> nn.Module:
     """Build the registry head ``name`` for ``in_features`` inputs and ``num_outputs`` outputs."""
     return registry("head").get(name).factory(in_features, num_outputs, **options)

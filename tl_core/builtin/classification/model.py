@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tl_core.components import InputSpec, ModelBundle
-from tl_core.model import TransferModel, backbone_for, make_head
+from tl_core.model import TransferModel, backbone_for, check_size, make_head
 from tl_core.plugins import registry
 
 if TYPE_CHECKING:
@@ -28,5 +28,6 @@ class Classifier(ModelBundle):
 def build_classifier(recipe: Recipe, num_classes: int, weights: str | None = None) -> Classifier:
     """The recipe's backbone (with ``recipe.backbone.weights``, or ``weights``), its head sized to the classes."""
     built = backbone_for(recipe, RGB, weights)
+    check_size(built, recipe.data.image_size)
     head = make_head(recipe.head.name, recipe.head.options, built.spec.feature_dim, num_classes)
     return Classifier(TransferModel(built.module, head), built, registry("data format").get(recipe.data.format))
