@@ -31,9 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tl_core.api import LayerGroup, TLError, WeightsError
-from tl_translation.families import BERT2BERT as NAME
-from tl_translation.families import BERT2BERT_SMALL as SMALL
-from tl_translation.models import (
+from tl_translation.checkpoints import (
     _ADAPTER,
     _CROSS,
     _PEFT_PREFIX,
@@ -43,6 +41,8 @@ from tl_translation.models import (
     check_folder,
     load_failure,
 )
+from tl_translation.families import BERT2BERT as NAME
+from tl_translation.families import BERT2BERT_SMALL as SMALL
 
 #: the encoder checkpoints the family's README and errors point at: multilingual, the natural warm start for a
 #: language with little text of its own
@@ -114,7 +114,7 @@ def load(location: str, what: str, revision: str | None = None, error: type[TLEr
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, EncoderDecoderModel
     from transformers.utils import logging
 
-    from tl_translation.models import load_pretrained
+    from tl_translation.checkpoints import load_pretrained
 
     _quiet()
     local = Path(location).is_dir()
@@ -169,8 +169,8 @@ def load(location: str, what: str, revision: str | None = None, error: type[TLEr
 def drop_pooler(model: Any) -> list[str]:
     """Remove the encoder's pooler (``BertModel``'s ``[CLS]`` dense layer), which translation never calls: its
     parameters would train on no gradient and sit in no layer group. Returns the names it had (``pooler.dense.weight``
-    ...). A model reloaded with the Auto classes gets a fresh one again, unused (:data:`tl_translation.models._UNUSED`
-    lets it be missing)."""
+    ...). A model reloaded with the Auto classes gets a fresh one again, unused
+    (:data:`tl_translation.checkpoints._UNUSED` lets it be missing)."""
     pooler = getattr(model.encoder, "pooler", None)
     if pooler is None:
         return []
