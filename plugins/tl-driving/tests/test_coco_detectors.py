@@ -104,8 +104,8 @@ def test_layer_groups_cover_every_parameter_and_policies_act_on_body_and_pyramid
     model; the detector tl builds shows the policies the same groups without the heads, on ``model.backbone``, and
     every other parameter is the head's. It trains a step at 64 px and predicts the data's classes."""
     from tl_core.policies import group_parameters
-    from tl_driving.coco_backbones import PREFIX
     from tl_driving.build import build
+    from tl_driving.coco_backbones import PREFIX
     from tl_driving.train import predict_step, train_step
 
     det = build(recipe(PREFIX + model.name, model.kind), data(["car", "person", "cone"]))
