@@ -10,9 +10,7 @@ a frozen group's BatchNorm stays in eval mode, so its statistics cannot drift wi
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import wraps
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -150,26 +148,6 @@ def _anchors(body: Any, options: DetectorOptions) -> Any:
     return AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * len(sizes))
 
 
-def detector_head(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A detector head's factory that refuses, in one line, to be built the way a classification head is
-    (``factory(in_features, num_outputs, **options)``, as ``tl inspect`` does): tl-driving builds a detector with
-    its backbone (:func:`build`), and there are no pooled features to put it on."""
-
-    def wrap(factory: Callable[..., Any]) -> Callable[..., Any]:
-        @wraps(factory)
-        def checked(module: Any, *args: Any, **kwargs: Any) -> Any:
-            if isinstance(module, int):
-                raise TLError(f"head {kind!r} is a detector, which tl-driving builds together with its backbone; this "
-                              "command puts a head on pooled features (tl inspect shows classification models "
-                              "only); a run's report.json counts the trainable and frozen parameters")
-            return factory(module, *args, **kwargs)
-
-        return checked
-
-    return wrap
-
-
-@detector_head("faster-rcnn")
 def faster_rcnn(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, size: int,
                 options: DetectorOptions) -> Any:
     from torchvision.models.detection import FasterRCNN
@@ -187,7 +165,6 @@ def faster_rcnn(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, s
                       box_detections_per_img=options.detections_per_image)
 
 
-@detector_head("retinanet")
 def retinanet(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, size: int,
               options: DetectorOptions) -> Any:
     from torchvision.models.detection import RetinaNet
@@ -198,7 +175,6 @@ def retinanet(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, siz
                      score_thresh=options.score_threshold, detections_per_img=options.detections_per_image)
 
 
-@detector_head("fcos")
 def fcos(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, size: int, options: DetectorOptions) -> Any:
     from torchvision.models.detection import FCOS
     from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -214,7 +190,6 @@ def fcos(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, size: in
 SSD_EXTRAS = (512, 256, 256, 128)
 
 
-@detector_head("ssdlite")
 def ssdlite(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, size: int,
             options: DetectorOptions) -> Any:
     """SSDlite as torchvision builds it on MobileNetV3 (its ``ssdlite320_mobilenet_v3_large``): the backbone's
@@ -279,7 +254,6 @@ def ssdlite(module: Any, spec: Any, num_classes: int, mean: Any, std: Any, size:
                detections_per_img=options.detections_per_image, topk_candidates=300)
 
 
-@detector_head("yolo")
 def yolo_head(*args: Any, **kwargs: Any) -> Any:
     raise TLError("the yolo head is part of an ultralytics model: use a yolo backbone (yolo11n, yolov8n, ...)")
 

@@ -430,3 +430,15 @@ def test_a_real_pretrained_encoder_warm_starts_both_sides(tmp_path):
         mine = got.model.encoder.eval()(**batch).last_hidden_state
         theirs = reference(**batch).last_hidden_state
     assert torch.allclose(mine, theirs, atol=1e-5)
+
+
+def test_tl_inspect_shows_the_translation_models_groups(tl_cli):
+    """tl inspect builds the translation model as tl run does (from config): one row per layer group, stem first,
+    with what the policy freezes; the head row is empty (the output layer is the lm-head group)."""
+    code, out, err = tl_cli("inspect", RECIPE, *cli_sets("backbone.weights=none", "policy.name=freeze-first",
+                                                         "policy.groups=2"), "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert rows[0]["group"] == "encoder-embeddings" and rows[-2]["group"] == "lm-head"
+    assert [r["trainable"] for r in rows[:3]] == [False, False, True]
+    assert rows[-1] == {**rows[-1], "group": "head", "parameters": 0}
