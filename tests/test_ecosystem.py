@@ -342,3 +342,54 @@ def test_a_size_the_backbone_cannot_take_is_one_line_before_anything_is_written(
                                       train={"epochs": 1, "batch_size": 3}, data={"image_size": 48}))
     code, _, err = cli("run", recipe, "--out", tmp_path / "hf", "--quiet")
     assert code == 0, err
+
+
+def test_torchvision_vits_are_built_for_their_weights_size_and_inception_remaps_its_input():
+    """A torchvision ViT is built at its DEFAULT weights' size (vit_h_14: SWAG at 518), and only entries of that size
+    are offered (their position embeddings fit); GoogLeNet and Inception v3 remap ImageNet-normalised input to the
+    [-1, 1] their ported weights expect, as torchvision does when it loads them."""
+    import torchvision.models as models
+
+    from tl_core.plugins import registry
+
+    for name in ("vit_b_16", "vit_h_14"):
+        spec = registry("backbone").get(f"torchvision:{name}")
+        size = spec.factory().image_size
+        assert size == models.get_model_weights(name).DEFAULT.meta["min_size"][0] == spec.input.size
+        assert {e.input_size for e in spec.weights} == {size}
+    assert "IMAGENET1K_SWAG_E2E_V1" not in [e.name for e in registry("backbone").get("torchvision:vit_b_16").weights]
+    for name in ("googlenet", "inception_v3"):
+        assert registry("backbone").get(f"torchvision:{name}").factory().transform_input is True
+
+
+def test_an_hf_file_is_loaded_as_given_and_hf_pins_are_in_the_name(tmp_path, monkeypatch):
+    """A user's own file beside the model's config.json is the file that loads (not the folder's model.safetensors);
+    a revision of an hf: backbone goes in its name, backbone.revision says so; without transformers, one line."""
+    import torch
+    from safetensors.torch import save_file
+
+    from tl_core.errors import RegistryError, WeightsError
+    from tl_core.model import build_backbone
+    from tl_core.plugins import registry
+
+    folder, source = tiny_hf_folder(tmp_path / "vit", weights=True)
+    spec = registry("backbone").get(f"hf:{folder}")
+    other = {k: v + 1.0 for k, v in spec.factory().state_dict().items()}  # the model's own names, other values
+    save_file(other, str(folder / "mine.safetensors"))
+    built = build_backbone(spec, str(folder / "mine.safetensors"))
+    assert all(torch.equal(v, other[k]) for k, v in built.module.state_dict().items())
+    with pytest.raises(WeightsError, match=r"an hf: backbone takes its revision in its name.*hf:.*vit@abc123"):
+        build_backbone(spec, "default", revision="abc123")
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(RegistryError, match=r"hf: backbones are built by transformers, which is not installed"):
+        registry("backbone").get(f"hf:{tmp_path}/elsewhere@v1")
+
+
+def test_an_hf_model_that_takes_images_but_is_no_image_encoder_is_one_line(write_recipe, cli, tmp_path):
+    import transformers as tf
+
+    images = make_image_folder(tmp_path / "images", per_class=2)
+    tf.VideoMAEConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=32,
+                      patch_size=8, num_frames=2, tubelet_size=2).save_pretrained(tmp_path / "video")
+    recipe = write_recipe(tiny_recipe(images, backbone={"name": f"hf:{tmp_path / 'video'}", "weights": "none"}))
+    assert_refused(cli("inspect", recipe), "is a videomae model that takes images but is no image classifier's encoder")

@@ -132,7 +132,7 @@ def backbones(as_json: JsonOpt = False, search: Annotated[str | None, typer.Opti
 
     reg = registry("backbone")
     if search is not None:
-        from tl_core.ecosystem import search as find
+        from tl_core.ecosystem.search import search as find
 
         needle = search.lower()
         found = [{"name": n, "library": f"tl ({reg.owner(n)})", "pretrained": bool(s.weights),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from tl_core.errors import TLError
 from tl_core.model import TransferModel, make_head
-from tl_core.plugins import registry
+from tl_core.plugins import hook, registry
 from tl_core.policies import apply_plan, group_parameters
 from tl_core.sections import Recipe
 from tl_core.task import make_policy
@@ -57,9 +58,6 @@ def _domain_model(recipe: Recipe) -> tuple[Any, tuple[Any, ...]]:
     """The task's model as ``tl run`` builds it (its data read, ``tl_build_model`` called) with random weights, and
     the layer groups its freeze policy acts on; a model that is not a backbone and a head (what the core's policies
     act on) is one line."""
-    from tl_core.errors import TLError
-    from tl_core.plugins import hook
-
     unweighted = recipe.model_copy(deep=True)
     unweighted.backbone.weights = "none"
     data = registry("data format").get(recipe.data.format).read(recipe.data, recipe.train.seed)

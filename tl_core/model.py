@@ -65,6 +65,9 @@ def pinned(entry: WeightsEntry | None, sha256: str | None = None, revision: str 
     one: said in one line)."""
     if entry is None or (sha256 is None and revision is None):
         return entry
+    if revision is not None and entry.architecture.startswith("hf:"):
+        raise WeightsError(f"backbone.revision: an hf: backbone takes its revision in its name, for its config and its "
+                           f"weights alike: backbone.name: {entry.architecture.partition('@')[0]}@{revision}")
     if revision is not None and entry.source != "hf":
         raise WeightsError(f"backbone.revision pins a Hugging Face hub file, but weights {entry.name} of "
                            f"{entry.architecture} come from {entry.source} ({entry.location}); remove it, or pin the "

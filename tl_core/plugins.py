@@ -54,8 +54,9 @@ REGISTRATION_HOOKS = {
 }
 #: backbone names with a library prefix, built on first use (tl_core.ecosystem, imported only then: tl plugins and
 #: the listings never load it, nor the library)
-BACKBONE_RESOLVERS = {"timm": "tl_core.ecosystem:timm_spec", "torchvision": "tl_core.ecosystem:torchvision_spec",
-                      "hf": "tl_core.ecosystem:hf_spec"}
+BACKBONE_RESOLVERS = {"timm": "tl_core.ecosystem.timm_models:timm_spec",
+                      "torchvision": "tl_core.ecosystem.torchvision_models:torchvision_spec",
+                      "hf": "tl_core.ecosystem.hf_models:hf_spec"}
 EVENT_HOOKS = ("tl_on_run_start", "tl_on_epoch_end", "tl_on_run_end", "tl_add_commands")
 #: older hook APIs whose plugins this tl still runs (names that moved warn; see tl_core.compat)
 LEGACY_HOOK_APIS = ("1.1", "1.0")

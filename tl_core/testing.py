@@ -315,11 +315,15 @@ def tiny_hf_encoders(folder: Path) -> list[str]:
 
 
 def _ecosystem() -> dict[str, list[tuple[str, Any]]]:
+    import atexit
+    import shutil
     import tempfile
 
     from tl_core.plugins import REGISTRATION_HOOKS, registry
 
-    names = [*ECOSYSTEM_SAMPLE, *tiny_hf_encoders(Path(tempfile.mkdtemp(prefix="tl-ecosystem-")))]
+    folder = Path(tempfile.mkdtemp(prefix="tl-ecosystem-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # the tiny hub folders, gone with the process
+    names = [*ECOSYSTEM_SAMPLE, *tiny_hf_encoders(folder)]
     out: dict[str, list[tuple[str, Any]]] = {kind: [] for kind in REGISTRATION_HOOKS}
     out["backbone"] = [(n, registry("backbone").get(n)) for n in names]
     return out

@@ -44,9 +44,10 @@ def coco_like(tmp_path_factory):
     return path, state
 
 
-def recipe(backbone: str, head: str, weights: str = "none", options: dict | None = None):
+def recipe(backbone: str, head: str, weights: str = "none", options: dict | None = None, bn: str = "freeze"):
     return SimpleNamespace(backbone=SimpleNamespace(name=backbone, weights=weights),
                            head=SimpleNamespace(name=head, options=options or {}),
+                           policy=SimpleNamespace(name="freeze-first", options={"groups": 3, "bn": bn}),
                            data=SimpleNamespace(image_size=None))
 
 
@@ -171,9 +172,10 @@ def test_a_file_whose_predictor_has_other_classes_keeps_no_row_and_says_so(tmp_p
 
 
 def test_the_older_files_batchnorm_eps_is_0_when_the_recipe_names_weights():
-    """torchvision loads fasterrcnn_resnet50_fpn's and retinanet_resnet50_fpn's COCO_V1 with the body's BatchNorm eps
-    at 0 (they were trained so); tl does the same, deciding by the recipe, so that a finished run rebuilt without
-    weights (tl evaluate, tl export) computes what it trained."""
+    """torchvision loads fasterrcnn_resnet50_fpn's and retinanet_resnet50_fpn's COCO_V1 with the body's frozen
+    BatchNorm eps at 0 (they were trained so); tl does the same where the policy keeps BatchNorm's statistics,
+    deciding by the recipe, so that a finished run rebuilt without weights (tl evaluate, tl export) computes what it
+    trained. BatchNorm on batch statistics keeps eps: a channel constant over a batch would divide by zero."""
     from tl_driving.build import build
 
     name = "torchvision:retinanet_resnet50_fpn"
@@ -183,6 +185,7 @@ def test_the_older_files_batchnorm_eps_is_0_when_the_recipe_names_weights():
 
     assert eps(build(recipe(name, "retinanet", "COCO_V1"), data(["car"]), weights="none")) == {0.0}
     assert eps(build(recipe(name, "retinanet", "none"), data(["car"]))) == {1e-5}
+    assert eps(build(recipe(name, "retinanet", "COCO_V1", bn="train"), data(["car"]), weights="none")) == {1e-5}
 
 
 @pytest.mark.parametrize("name, layers", [

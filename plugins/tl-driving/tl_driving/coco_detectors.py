@@ -96,7 +96,12 @@ def build(recipe: Recipe, data: Any, weights: str | None = None) -> CocoDetector
                       "with; remove head.anchor_sizes")
     built = backbone_for(recipe, weights=weights)
     detector = built.module
-    if model.eps_zero and _pretrained(recipe):  # by the recipe, so that a rebuilt run (weights "none") matches
+    # by the recipe, so that a rebuilt run (weights "none") matches; only where BatchNorm keeps its running
+    # statistics (torchvision sets eps = 0 on frozen BatchNorm only): batch statistics with eps = 0 divide a channel
+    # that is constant over the batch (a dead ReLU's zeros) by zero
+    frozen_bn = recipe.policy.name == "feature-extraction" or recipe.policy.options.get("bn") in ("freeze",
+                                                                                                  "freeze-stats")
+    if model.eps_zero and _pretrained(recipe) and frozen_bn:
         for module in detector.backbone.body.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eps = 0.0

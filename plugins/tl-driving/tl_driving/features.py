@@ -15,8 +15,9 @@ stride-16 maps alone do.) The label of a vector is its box's class.
   the maps are the registry backbone's tapped layer groups (:func:`tl_driving.models.taps`); the feature pyramid
   and the heads are new layers, so they are left out.
 * torchvision's whole COCO detectors (``torchvision:<model>``): the same transform; their feature pyramid was
-  trained on COCO with the body, and it is what their heads read, so the maps are its levels at strides 8, 16 and 32
-  (SSDlite: its two MobileNetV3 maps at 16 and 32); the heads are left out.
+  trained on COCO with the body, and it is what their heads read, so the maps are its first three levels (strides 8, 16
+  and 32 for the ResNet-50 FPNs; 32, 32 and 64 for the MobileNetV3 FPNs, whose pyramid starts at stride 32;
+  SSDlite: its two MobileNetV3 maps at 16 and 32); the heads are left out.
 * ultralytics YOLO: the images in [0, 1], the longer side ``data.options.image_size``, padded (right and bottom,
   ultralytics' letterbox grey) to a multiple of 32; the maps are the last backbone layer (stem to stage5, not the
   neck) at each stride, the layers the neck reads (P3, P4, P5).
@@ -113,7 +114,7 @@ def _pool(maps: list[Any], j: int, boxes: Any, width: int) -> Any:
 def _torchvision_maps(model: Any) -> Any:
     """``(images, targets) -> (input tensor, targets in its pixels, backbone maps)`` for a torchvision detector: the
     registry backbone's tapped layer groups, or - for a whole COCO detector, whose pyramid is pre-trained too - the
-    levels of its own feature pyramid (SSDlite: its feature maps) at strides 8, 16 and 32."""
+    first three levels of its own feature pyramid (SSDlite: its feature maps)."""
     from tl_driving.models import _read
 
     detector = model.detector

@@ -1,14 +1,13 @@
 """The ``medical-segmentation`` task: a U-Net whose encoder is a registry backbone.
 
 The encoder is the backbone itself, tapped at five points, one per stride 2, 4, 8, 16 and 32 (the last tap at each
-stride, on a 64-pixel probe of the randomly initialised architecture); MONAI's ``UNetDecoder`` and
-``SegmentationHead`` (the decoder of ``FlexibleUNet``) form the head. The candidate taps are timm's own
-``feature_info`` modules for a timm model (the taps timm's ``features_only`` uses), otherwise the modules that
-make up the backbone's layer groups and their parameter-free siblings (a stem's activation and pooling). Freeze
-policies act on the encoder's layer groups exactly as for classification; the decoder is the "head" and always
-trains. A backbone without features at every one of those strides (a ConvNeXt or ViT starts at stride 4 or 16) is
-refused with a clear message.
-"""
+stride, on a probe of the randomly initialised architecture at 64 pixels, or at the backbone's own size if larger);
+MONAI's ``UNetDecoder`` and ``SegmentationHead`` (the decoder of ``FlexibleUNet``) form the head. The candidate taps
+are timm's own ``feature_info`` modules for a timm model (the taps timm's ``features_only`` uses), otherwise the
+modules that make up the backbone's layer groups and their parameter-free siblings (a stem's activation and
+pooling). Freeze policies act on the encoder's layer groups exactly as for classification; the decoder is the "head"
+and always trains. A backbone without features at every one of those strides (a ConvNeXt or ViT starts at stride 4
+or 16) is refused with a clear message."""
 
 from __future__ import annotations
 

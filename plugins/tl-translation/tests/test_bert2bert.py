@@ -442,3 +442,20 @@ def test_tl_inspect_shows_the_translation_models_groups(tl_cli):
     assert rows[0]["group"] == "encoder-embeddings" and rows[-2]["group"] == "lm-head"
     assert [r["trainable"] for r in rows[:3]] == [False, False, True]
     assert rows[-1] == {**rows[-1], "group": "head", "parameters": 0}
+
+
+def test_backbone_revision_reaches_the_hub_load(tl_cli, monkeypatch, tmp_path):
+    """The revision a recipe pins (backbone.revision) is the one the hub checkpoint is loaded at."""
+    from tl_translation import models
+
+    asked = {}
+
+    def load(family, location, what, revision=None):
+        asked.update(family=family, location=location, revision=revision)
+        raise models.WeightsError(f"{what}: stopped by the test")
+
+    monkeypatch.setattr(models, "_load", load)
+    sets = cli_sets("backbone.weights=hf:FacebookAI/xlm-roberta-base", "backbone.revision=0123abcd")
+    result = tl_cli("run", RECIPE, "--out", tmp_path / "run", *sets)
+    assert_refused(result, "stopped by the test", tmp_path / "run")
+    assert asked == {"family": "bert2bert", "location": "FacebookAI/xlm-roberta-base", "revision": "0123abcd"}
