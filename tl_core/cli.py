@@ -441,6 +441,25 @@ def evaluate(
 
 
 @app.command()
+def card(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Where to write it (default: RUN/README.md).")] = None,
+) -> None:
+    """Write the run's model card (RUN/README.md) from its report.json, in the Hugging Face hub's conventions:
+    licence, base model, task and metrics as front matter; the weights, data, metrics, verdict, recipe and limits."""
+    from tl_core.card import model_card
+    from tl_core.files import commit_file
+    from tl_core.report import read_report
+
+    text = model_card(read_report(run_dir))
+    path = out or run_dir / "README.md"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    commit_file(tmp, path)
+    _out().print(f"wrote {path}", highlight=False)
+
+
+@app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
     as_json: JsonOpt = False,
