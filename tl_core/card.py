@@ -12,11 +12,13 @@ them.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tl_core.files import write_atomic
 from tl_core.report import summary_notes
 
 #: the hub's licence ids for the licences tl's weights entries name (the hub's list is longer; anything else is
@@ -49,6 +51,11 @@ def _base_model(weights: dict[str, Any] | None) -> str | None:
     return "/".join(parts[:2]) if len(parts) >= 2 and all(parts[:2]) else None
 
 
+def _unmeasured(name: str, value: Any) -> bool:
+    """COCO's -1: an AP or AR of a class the split holds no object of (pycocotools' sentinel, not a score)."""
+    return name.startswith(("ap", "map", "mar")) and value == -1
+
+
 def card_data(report: dict[str, Any]) -> Any:
     """The front matter as ``huggingface_hub.ModelCardData``: licence, base model, task, tags, and one
     ``EvalResult`` per metric of the test split (the validation split where there is no test split)."""
@@ -64,7 +71,7 @@ def card_data(report: dict[str, Any]) -> Any:
     pipeline = PIPELINES.get(task)
     results = [EvalResult(task_type=pipeline or task, dataset_type="local", dataset_name=f"{dataset} ({split})",
                           dataset_split=split, metric_type=name, metric_value=float(value))
-               for name, value in sorted(metrics.get(split, {}).items())]
+               for name, value in sorted(metrics.get(split, {}).items()) if not _unmeasured(name, value)]
     return ModelCardData(
         model_name=f"tl {task}: {recipe['backbone']['name']}", base_model=_base_model(weights),
         pipeline_tag=pipeline, library_name="tl", tags=["tl", "transfer-learning", task, recipe["policy"]["name"]],
@@ -92,8 +99,11 @@ def model_card(report: dict[str, Any]) -> str:
     metrics = report.get("metrics", {})
     scratch = (report.get("scratch") or {}).get("metrics", {})
     names = sorted({m for split in metrics.values() for m in split})
-    rows = [["split", *names]] + [[split, *(_number(v.get(m, "")) for m in names)] for split, v in metrics.items()]
-    rows += [[f"{split} (from scratch)", *(_number(v.get(m, "")) for m in names)] for split, v in scratch.items()]
+    def cells(values: dict[str, Any]) -> list[str]:
+        return ["n/a" if _unmeasured(m, values.get(m)) else _number(values.get(m, "")) for m in names]
+
+    rows = [["split", *names]] + [[split, *cells(v)] for split, v in metrics.items()]
+    rows += [[f"{split} (from scratch)", *cells(v)] for split, v in scratch.items()]
     if weights:
         source = (f"`{weights.get('name')}` of `{weights.get('architecture')}`: {weights.get('description') or ''}"
                   f"\n- source: {weights.get('source')} `{weights.get('location')}`"
@@ -149,3 +159,10 @@ comes from the run's `report.json`.
 """
     card = ModelCard(f"---\n{card_data(report).to_yaml()}\n---\n{body}")
     return str(card)
+
+
+def write_card(path: Path, report: dict[str, Any]) -> None:
+    """Write :func:`model_card` of ``report`` to ``path`` atomically; the report as ``report.json`` holds it (JSON's
+    lists, not a run's tuples and paths)."""
+    plain = json.loads(json.dumps(report, default=str))
+    write_atomic(path, model_card(plain))

@@ -447,15 +447,11 @@ def card(
 ) -> None:
     """Write the run's model card (RUN/README.md) from its report.json, in the Hugging Face hub's conventions:
     licence, base model, task and metrics as front matter; the weights, data, metrics, verdict, recipe and limits."""
-    from tl_core.card import model_card
-    from tl_core.files import commit_file
+    from tl_core.card import write_card
     from tl_core.report import read_report
 
-    text = model_card(read_report(run_dir))
     path = out or run_dir / "README.md"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    commit_file(tmp, path)
+    write_card(path, read_report(run_dir))
     _out().print(f"wrote {path}", highlight=False)
 
 

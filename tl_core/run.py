@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from tl_core import context  # RunContext by its module: imported from here, it warns that it moved (compat)
+from tl_core.card import write_card
 from tl_core.compat import moved
 from tl_core.errors import RunError, TLError
 from tl_core.files import RunLock, check_writable, read_json, write_json
@@ -187,6 +188,11 @@ def _train_and_write(recipe: Recipe, out: Path, resume: bool, quiet: bool, conso
     report.update({k: v for k, v in ctx.info.items() if k not in report})
     if ctx.main_process:
         write_run(out, report, result.model)
+        try:  # the card is made from the finished report; tl card remakes it
+            write_card(out / "README.md", report)
+        except Exception as exc:  # noqa: BLE001 - a card that cannot be made must not undo a finished run
+            ctx.log(f"[yellow]model card not written[/] ({type(exc).__name__}: {str(exc)[:120]}); tl card {out} "
+                    "writes it")
         hook().tl_on_run_end(ctx=ctx, report=report)
     process.wait_for_everyone()
     return report
