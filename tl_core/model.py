@@ -10,6 +10,7 @@ from torch import nn
 
 from tl_core.components import BackboneSpec, InputSpec
 from tl_core.errors import TLError, WeightsError
+from tl_core.files import first_line
 from tl_core.plugins import hook, registry
 from tl_core.weights import LoadReport, WeightsEntry, load_into, resolve_weights
 
@@ -128,8 +129,7 @@ def check_size(built: BuiltBackbone, size: int | None) -> None:
         with torch.no_grad():
             built.module(torch.zeros(1, built.spec.input.channels, size, size))
     except (RuntimeError, AssertionError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise TLError(f"backbone {built.spec.name!r} cannot take {size}x{size} images ({first}); set "
+        raise TLError(f"backbone {built.spec.name!r} cannot take {size}x{size} images ({first_line(exc)}); set "
                       f"data.image_size to its own size, {own}, or choose a backbone that takes any size") from None
     finally:
         built.module.train(was_training)

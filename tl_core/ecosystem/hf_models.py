@@ -10,6 +10,7 @@ from typing import Any
 from tl_core.components import BackboneSpec, InputSpec
 from tl_core.ecosystem.stages import stage_groups
 from tl_core.errors import RegistryError, WeightsError
+from tl_core.files import first_line
 from tl_core.weights import WeightsEntry, read_state_dict
 
 
@@ -43,7 +44,7 @@ def _hf_config(full: str) -> Any:
         return AutoConfig.from_pretrained(ident, revision=revision)
     except (OSError, ValueError) as exc:
         if local:
-            raise RegistryError(f"{full}: the folder holds no readable config.json ({str(exc).splitlines()[0][:160]}); "
+            raise RegistryError(f"{full}: the folder holds no readable config.json ({first_line(exc)}); "
                                 "save the model there with save_pretrained") from None
         raise RegistryError(f"{full}: cannot read its config from the Hugging Face hub or the local cache "
                             f"({type(exc).__name__}); online, check the id on huggingface.co; offline, download it "
@@ -78,13 +79,18 @@ def _hf_pooled_class(base: type) -> type:
 _POOLED: dict[type, type] = {}
 
 
+def _no_pooler(cls: type) -> dict[str, Any]:
+    """The builder argument that leaves out a pooling layer the library's own classifier does not use (ViT's)."""
+    return {"add_pooling_layer": False} if "add_pooling_layer" in inspect.signature(cls.__init__).parameters else {}
+
+
 def _hf_model(config: Any) -> Any:
     """The vision model of ``config`` built from it (no weights), pooled (:func:`_hf_pooled_class`); a pooling layer
     the library's classifier does not use (ViT's) is left out."""
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
     cls = _hf_pooled_class(MODEL_MAPPING[type(config)])
-    kwargs = {"add_pooling_layer": False} if "add_pooling_layer" in inspect.signature(cls.__init__).parameters else {}
+    kwargs = _no_pooler(cls)
     return cls(config, **kwargs)
 
 
@@ -164,7 +170,7 @@ def read_hf_weights(path: Path, what: str) -> dict[str, Any]:
 
     config = AutoConfig.from_pretrained(str(folder))
     cls = MODEL_MAPPING[type(config)]  # the library's own class: its renames are keyed by it, not by a subclass
-    kwargs = {"add_pooling_layer": False} if "add_pooling_layer" in inspect.signature(cls.__init__).parameters else {}
+    kwargs = _no_pooler(cls)
     verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()  # tl's own load report says what loaded; transformers' table would repeat it
     logging.disable_progress_bar()
@@ -174,7 +180,7 @@ def read_hf_weights(path: Path, what: str) -> dict[str, Any]:
             (Path(view) / "model.safetensors").symlink_to(Path(path).resolve())
             model, info = cls.from_pretrained(view, output_loading_info=True, **kwargs)
     except (OSError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"weights {what}: transformers cannot read {folder} ({str(exc).splitlines()[0][:160]})"
+        raise WeightsError(f"weights {what}: transformers cannot read {folder} ({first_line(exc)})"
                            ) from None
     finally:
         logging.set_verbosity(verbosity)
@@ -204,7 +210,7 @@ def hf_spec(full: str) -> BackboneSpec:
         with torch.no_grad():
             out = model(torch.zeros(1, channels, size, size))
     except (RuntimeError, ValueError, TypeError, AssertionError) as exc:
-        raise RegistryError(f"{full}: a {size}x{size} image through it fails ({str(exc).splitlines()[0][:120]}); it "
+        raise RegistryError(f"{full}: a {size}x{size} image through it fails ({first_line(exc)}); it "
                             "cannot be an image backbone") from None
     if out.ndim != 2:
         raise RegistryError(f"{full} gives features of shape {tuple(out.shape)}, not one vector per image: it cannot "

@@ -16,6 +16,7 @@ from typing import Any
 
 from tl_core.components import BackboneSpec, InputSpec, LayerGroup
 from tl_core.errors import RegistryError, did_you_mean
+from tl_core.files import first_line
 from tl_core.weights import WeightsEntry
 
 
@@ -52,7 +53,7 @@ def timm_spec(full: str) -> BackboneSpec:
     try:
         model = _timm_model(name)
     except RuntimeError as exc:  # an unknown pretrained tag
-        raise RegistryError(f"timm:{name}: {str(exc).splitlines()[0]}; timm.list_pretrained('{architecture}*') lists "
+        raise RegistryError(f"timm:{name}: {first_line(exc)}; timm.list_pretrained('{architecture}*') lists "
                             "its tags") from None
     # the width of the pooled output: a head's own hidden layer (MobileNetV3's conv_head) where there is one
     features = getattr(model, "head_hidden_size", None) or getattr(model, "num_features", None)
